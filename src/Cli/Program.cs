@@ -1,2 +1,4 @@
-using TorchSharp;
-Console.WriteLine(torch.ones(2,3).sum().item<float>());
+using MoECompress.Cli;
+
+if (NativeAllocator.Configure(args) is int childExit) return childExit;
+return await CliApp.RunAsync(args, Console.Out, Console.Error);

@@ -19,9 +19,27 @@ public interface IMoEFamily
     /// <summary>Reads the MoE facts; throws MoeCompressException(InvalidConfig) naming the key that is missing or wrong.</summary>
     MoEConfig ReadConfig(JsonObject config, string configPath);
 
+    /// <summary>
+    /// Completes what config.json cannot say from the tensor names of the checkpoint: fused vs per-expert experts,
+    /// MXFP4 storage, the module prefix. Returns <paramref name="config"/> unchanged when nothing differs.
+    /// </summary>
+    MoEConfig ResolveLayout(MoEConfig config, IReadOnlyCollection<string> tensorNames) => config;
+
     /// <summary>The role of a tensor name, or Role=Other when the family does not know it.</summary>
     TensorRoleInfo Classify(string tensorName, MoEConfig config);
 
+    /// <summary>
+    /// Router weight [E, H] of a decoder or MTP layer. (Takes the config since the contract's first draft: the name
+    /// depends on it for nested multimodal layouts and for MTP layers stored under their own prefix.)
+    /// </summary>
+    string RouterWeightName(int layer, MoEConfig config);
+
+    /// <summary>
+    /// Router weight of decoder layer <paramref name="layer"/> under the family's default module prefix ("model.").
+    /// Wrong for multimodal Qwen3.5/3.6 checkpoints (model.language_model.) and for Qwen MTP layers (mtp.layers.k):
+    /// use <see cref="RouterWeightName(int, MoEConfig)"/>.
+    /// </summary>
+    [Obsolete("Use RouterWeightName(layer, config): the name depends on the config for nested multimodal layouts and MTP layers.")]
     string RouterWeightName(int layer);
     string? RouterBiasName(int layer, MoEConfig config);
     string? CorrectionBiasName(int layer, MoEConfig config);

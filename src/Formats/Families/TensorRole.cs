@@ -17,6 +17,8 @@ public enum TensorRole
     LmHead,
     /// <summary>Anything else in an MTP (multi-token prediction) layer that is not one of the roles above.</summary>
     Mtp,
+    /// <summary>The vision tower and projector of a multimodal checkpoint (Qwen3.5/3.6 <c>model.visual.*</c>): passed through unchanged.</summary>
+    Vision,
     Other,
 }
 
@@ -33,7 +35,9 @@ public enum ExpertProjection
 /// <summary>
 /// The role of one tensor. <see cref="Layer"/> is the decoder layer (MTP layers are numbered after the last decoder
 /// layer, as DeepSeek and Qwen store them, with <see cref="InMtp"/> set). <see cref="Expert"/> is null for fused
-/// tensors that hold every expert (<see cref="Fused"/>).
+/// tensors that hold every expert (<see cref="Fused"/>). <see cref="QuantScale"/> marks the companion scale tensor of a
+/// quantized weight (FP8 <c>weight_scale_inv</c>, MXFP4 <c>*_scales</c>): it has the role of the weight it scales but
+/// holds no parameters of its own. <see cref="IsBias"/> marks bias vectors (of experts, shared experts, attention).
 /// </summary>
 public sealed record TensorRoleInfo(
     TensorRole Role,
@@ -41,4 +45,10 @@ public sealed record TensorRoleInfo(
     int? Expert = null,
     ExpertProjection? Projection = null,
     bool Fused = false,
-    bool InMtp = false);
+    bool InMtp = false,
+    bool QuantScale = false,
+    bool IsBias = false)
+{
+    /// <summary>The role every unknown tensor gets.</summary>
+    public static TensorRoleInfo Unknown { get; } = new(TensorRole.Other);
+}

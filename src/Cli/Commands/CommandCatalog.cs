@@ -1,0 +1,14 @@
+using System.CommandLine;
+
+namespace MoECompress.Cli.Commands;
+
+/// <summary>Every subcommand of moe-compress, registered in one place.</summary>
+internal static class CommandCatalog
+{
+    public static IEnumerable<Command> Create(TextWriter stdout, TextWriter stderr)
+    {
+        yield return InspectCommand.Create(stdout);
+        yield return ReshardCommand.Create(stdout, stderr);
+        yield return SynthesizeCommand.Create(stdout, stderr);
+    }
+}

@@ -1,0 +1,48 @@
+using System.CommandLine;
+using MoECompress.Cli.Rendering;
+using MoECompress.Formats.Synthetic;
+
+namespace MoECompress.Cli.Commands;
+
+/// <summary>
+/// `moe-compress synthesize &lt;preset&gt; &lt;out&gt;`: writes a small random checkpoint with the tensor names, dtypes,
+/// config keys and shard layout of a real model family (for trying the tool, tests and benchmarks).
+/// </summary>
+internal static class SynthesizeCommand
+{
+    public static Command Create(TextWriter stdout, TextWriter stderr)
+    {
+        var preset = new Argument<string>("preset") { Description = "Layout to imitate: " + string.Join(", ", SyntheticCheckpoint.Presets) };
+        preset.AcceptOnlyFromAmong([.. SyntheticCheckpoint.Presets]);
+        var output = new Argument<string>("out") { Description = "Folder to create" };
+        var seed = new Option<int>("--seed") { Description = "Random seed", DefaultValueFactory = _ => 1 };
+        var layers = new Option<int?>("--layers") { Description = "Decoder layers (default: the preset's)" };
+        var experts = new Option<int?>("--experts") { Description = "Routed experts per MoE layer (default: the preset's)" };
+        var hidden = new Option<int?>("--hidden") { Description = "Hidden size (default: the preset's)" };
+        var targetSize = new Option<string?>("--target-size") { Description = "Scale widths up until the weights reach this size, e.g. 2GB" };
+        var shardSize = new Option<string?>("--max-shard-size") { Description = "Shard size cap, e.g. 500MB" };
+        var overwrite = new Option<bool>("--overwrite") { Description = "Replace the output folder if it exists" };
+        var command = new Command("synthesize", "Write a random checkpoint laid out like a real MoE family")
+        {
+            preset, output, seed, layers, experts, hidden, targetSize, shardSize, overwrite,
+        };
+        command.SetAction((parse, ct) =>
+        {
+            var options = new SyntheticOptions
+            {
+                Seed = parse.GetValue(seed),
+                Layers = parse.GetValue(layers),
+                Experts = parse.GetValue(experts),
+                Hidden = parse.GetValue(hidden),
+                TargetBytes = parse.GetValue(targetSize) is { } t ? ByteSize.Parse(t, "--target-size") : null,
+                ShardBytes = parse.GetValue(shardSize) is { } s ? ByteSize.Parse(s, "--max-shard-size") : null,
+                Overwrite = parse.GetValue(overwrite),
+            };
+            var info = SyntheticCheckpoint.Write(parse.GetValue(preset)!, parse.GetValue(output)!, options,
+                new ConsoleProgress(stderr), ct);
+            stdout.WriteLine($"{info.Directory}: {info.Preset.Name} layout, {info.TensorCount} tensors, {ByteSize.Format(info.TotalBytes)} in {info.ShardCount} shard(s), {info.Elapsed.TotalSeconds:0.0} s");
+            return Task.FromResult(0);
+        });
+        return command;
+    }
+}

@@ -1,0 +1,50 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MoECompress.Compression.Model;
+
+/// <summary>Causal self-attention of one decoder layer (standard grouped-query or DeepSeek latent attention).</summary>
+public abstract class AttentionBlock : IDisposable
+{
+    protected AttentionBlock(double scale, int? slidingWindow)
+    {
+        Scale = scale;
+        SlidingWindow = slidingWindow;
+    }
+
+    /// <summary>Softmax scale applied to q·kᵀ.</summary>
+    public double Scale { get; }
+    /// <summary>Sliding window (a query sees keys with q − k &lt; window); null for full causal attention.</summary>
+    public int? SlidingWindow { get; }
+
+    /// <summary>Attention output [B, L, H] for normed hidden states x [B, L, H], positions 0..L−1.</summary>
+    public abstract Tensor Forward(Tensor x, RotaryTables rope);
+
+    /// <summary>
+    /// softmax(q·kᵀ·scale + causal mask)·v for q, k [B, h, L, Dq] and v [B, h, L, Dv] → [B, h, L, Dv], float32.
+    /// With <paramref name="slidingWindow"/>, query i sees keys j with i − window &lt; j ≤ i.
+    /// </summary>
+    public static Tensor Attend(Tensor q, Tensor k, Tensor v, double scale, int? slidingWindow = null)
+    {
+        using var scope = NewDisposeScope();
+        var dq = q.shape[^1];
+        var length = q.shape[^2];
+        var defaultScale = 1.0 / Math.Sqrt(dq);
+        // scaled_dot_product_attention in TorchSharp 0.107 has no scale argument: fold the ratio into q.
+        if (Math.Abs(scale - defaultScale) > 1e-12 * defaultScale)
+            q = q * (scale / defaultScale);
+        Tensor result;
+        if (slidingWindow is null || slidingWindow.Value >= length)
+            result = nn.functional.scaled_dot_product_attention(q, k, v, is_casual: true);
+        else
+        {
+            var i = arange(length, device: q.device).unsqueeze(1);
+            var j = arange(length, device: q.device).unsqueeze(0);
+            var visible = j.le(i).logical_and((i - j).lt(slidingWindow.Value));
+            result = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask: visible);
+        }
+        return result.MoveToOuterDisposeScope();
+    }
+
+    public abstract void Dispose();
+}

@@ -1,0 +1,65 @@
+using static TorchSharp.torch;
+
+namespace MoECompress.Compression.Model;
+
+/// <summary>
+/// One pre-norm decoder layer: h = x + attn(norm₁(x)); out = h + mlp(norm₂(h)), where mlp is a dense gated MLP or a
+/// sparse <see cref="MoEBlock"/>. Owns its weights; load it with <see cref="ModelEngine.LoadLayer"/>.
+/// </summary>
+public sealed class DecoderLayer : IDisposable
+{
+    public DecoderLayer(int index, RmsNorm inputNorm, AttentionBlock attention, RmsNorm postAttentionNorm, GatedMlp? mlp, MoEBlock? moe)
+    {
+        if ((mlp is null) == (moe is null)) throw new ArgumentException($"layer {index} needs exactly one of a dense MLP and a MoE block");
+        Index = index;
+        InputNorm = inputNorm;
+        Attention = attention;
+        PostAttentionNorm = postAttentionNorm;
+        Mlp = mlp;
+        MoE = moe;
+    }
+
+    public int Index { get; }
+    public RmsNorm InputNorm { get; }
+    public AttentionBlock Attention { get; }
+    public RmsNorm PostAttentionNorm { get; }
+    /// <summary>Dense MLP (null in MoE layers).</summary>
+    public GatedMlp? Mlp { get; }
+    /// <summary>Sparse MoE block (null in dense layers).</summary>
+    public MoEBlock? MoE { get; }
+    public bool IsMoE => MoE is not null;
+
+    /// <summary>Layer output [B, L, H] for hidden states x [B, L, H].</summary>
+    /// <param name="x">Input hidden states (float32).</param>
+    /// <param name="rope">Rotary tables for L positions.</param>
+    /// <param name="observer">Optional observer of the MoE block and the layer output.</param>
+    /// <param name="batch">Which sequences the rows of x are (defaults to sequences 0..B−1).</param>
+    public Tensor Forward(Tensor x, RotaryTables rope, ILayerObserver? observer = null, MicroBatch? batch = null)
+    {
+        using var scope = NewDisposeScope();
+        if (x.dim() != 3) throw new ArgumentException("decoder layer input must be [B, L, H]");
+        var b = x.shape[0];
+        var l = x.shape[1];
+        var hidden = x.shape[2];
+        if (rope.Length != l) throw new ArgumentException($"rotary tables cover {rope.Length} positions, input has {l}");
+        batch ??= new MicroBatch(Enumerable.Range(0, (int)b).ToArray(), (int)l);
+
+        var h = x + Attention.Forward(InputNorm.Forward(x), rope);
+        var normed = PostAttentionNorm.Forward(h);
+        Tensor mlpOut = MoE is not null
+            ? MoE.Forward(normed.reshape(b * l, hidden), null, observer, batch).view(b, l, hidden)
+            : Mlp!.Forward(normed);
+        var output = h + mlpOut;
+        observer?.OnLayerOutput(new LayerActivation(Index, batch, x, output));
+        return output.MoveToOuterDisposeScope();
+    }
+
+    public void Dispose()
+    {
+        InputNorm.Dispose();
+        Attention.Dispose();
+        PostAttentionNorm.Dispose();
+        Mlp?.Dispose();
+        MoE?.Dispose();
+    }
+}

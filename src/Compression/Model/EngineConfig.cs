@@ -1,0 +1,256 @@
+using System.Text.Json.Nodes;
+using MoECompress.Formats.Errors;
+using MoECompress.Formats.Families;
+
+namespace MoECompress.Compression.Model;
+
+/// <summary>
+/// Everything the forward engine needs to know about a model's architecture. The MoE facts (expert counts, top-k,
+/// groups, scoring, shared experts, which layers are MoE) come from the family adapter's <see cref="MoEConfig"/>;
+/// the attention / norm / RoPE keys are read here from config.json. Build it with <see cref="FromConfig"/>.
+/// </summary>
+public sealed record EngineConfig
+{
+    /// <summary>config.json model_type the engine treats the model as ("mixtral", "qwen2_moe", "deepseek_v3", ...).</summary>
+    public required string ModelType { get; init; }
+    /// <summary>The MoE facts from the family adapter.</summary>
+    public required MoEConfig MoE { get; init; }
+    public int HiddenSize => MoE.HiddenSize;
+    public int VocabSize => MoE.VocabSize;
+    public int NumLayers => MoE.NumLayers;
+
+    public required int NumAttentionHeads { get; init; }
+    public required int NumKeyValueHeads { get; init; }
+    /// <summary>Head dimension of standard attention (unused by MLA, which uses <see cref="Mla"/>).</summary>
+    public required int HeadDim { get; init; }
+    public required double RmsNormEps { get; init; }
+    /// <summary>Activation of the gated MLPs (silu, gelu, gelu_pytorch_tanh, relu).</summary>
+    public required string HiddenAct { get; init; }
+    /// <summary>Intermediate size of dense (non-MoE) MLP layers.</summary>
+    public required int DenseIntermediateSize { get; init; }
+
+    public required double RopeTheta { get; init; }
+    public required RopeScaling RopeScaling { get; init; }
+    public required int MaxPositionEmbeddings { get; init; }
+    /// <summary>Rotated dimensions per head (head_dim, or qk_rope_head_dim for MLA).</summary>
+    public required int RotaryDim { get; init; }
+    /// <summary>DeepSeek interleaved rotary layout (rope_interleave).</summary>
+    public bool RopeInterleaved { get; init; }
+
+    /// <summary>Multi-head latent attention dimensions; null for standard grouped-query attention.</summary>
+    public MlaSpec? Mla { get; init; }
+    /// <summary>Softmax scale of attention: 1/sqrt(head dim), times mscale² for DeepSeek YaRN.</summary>
+    public required double AttentionScale { get; init; }
+    /// <summary>Sliding attention window (keys with q − k &lt; window are visible) for the layers flagged in <see cref="SlidingWindowLayers"/>.</summary>
+    public int? SlidingWindow { get; init; }
+    /// <summary>Per decoder layer: true when the layer uses the sliding window.</summary>
+    public required IReadOnlyList<bool> SlidingWindowLayers { get; init; }
+    /// <summary>OLMoE clip_qkv: q, k and v are clamped to ±this value.</summary>
+    public double? ClipQkv { get; init; }
+    /// <summary>Exact routing of every MoE layer.</summary>
+    public required RouterSpec Router { get; init; }
+    /// <summary>FP8 block size [rows, cols] for weights stored with a <c>weight_scale_inv</c> companion.</summary>
+    public IReadOnlyList<int> Fp8BlockSize { get; init; } = new[] { 128, 128 };
+
+    /// <summary>The rotary embedding this model uses.</summary>
+    public RotaryEmbedding CreateRotaryEmbedding() =>
+        new(RotaryDim, RopeTheta, RopeScaling, MaxPositionEmbeddings, RopeInterleaved);
+
+    /// <summary>Model types whose forward pass the engine implements.</summary>
+    public static IReadOnlyList<string> SupportedModelTypes { get; } =
+        new[] { "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek", "deepseek_v2", "deepseek_v3" };
+
+    private static readonly Dictionary<string, string> ArchitectureToModelType = new()
+    {
+        ["MixtralForCausalLM"] = "mixtral",
+        ["Qwen2MoeForCausalLM"] = "qwen2_moe",
+        ["Qwen3MoeForCausalLM"] = "qwen3_moe",
+        ["OlmoeForCausalLM"] = "olmoe",
+        ["DeepseekForCausalLM"] = "deepseek",
+        ["DeepseekV2ForCausalLM"] = "deepseek_v2",
+        ["DeepseekV3ForCausalLM"] = "deepseek_v3",
+    };
+
+    /// <summary>
+    /// The model type of a config: model_type, else the first known architectures entry; null when neither is present.
+    /// </summary>
+    public static string? DetectModelType(JsonObject config)
+    {
+        if (config.TryGetPropertyValue("model_type", out var mt) && mt is JsonValue v && v.TryGetValue<string>(out var s))
+            return s;
+        if (config.TryGetPropertyValue("architectures", out var archs) && archs is JsonArray arr)
+            foreach (var a in arr)
+                if (a is JsonValue av && av.TryGetValue<string>(out var name) && ArchitectureToModelType.TryGetValue(name, out var t))
+                    return t;
+        return null;
+    }
+
+    /// <summary>
+    /// Reads the engine configuration. Throws <see cref="MoeCompressException"/>: Infeasible when the model type has no
+    /// forward implementation, InvalidConfig naming the key when a needed key is missing or wrong.
+    /// </summary>
+    /// <param name="config">The parsed config.json.</param>
+    /// <param name="moe">The family adapter's MoE facts for the same config.</param>
+    /// <param name="configPath">Path shown in error messages.</param>
+    public static EngineConfig FromConfig(JsonObject config, MoEConfig moe, string configPath = "config.json")
+    {
+        var modelType = DetectModelType(config);
+        if (modelType is null || !SupportedModelTypes.Contains(modelType))
+            throw ModelEngine.NotSupported(moe.Family, modelType);
+
+        var c = new ConfigReader(config, configPath);
+        var hidden = moe.HiddenSize;
+        var heads = c.RequiredInt("num_attention_heads");
+        if (heads <= 0) throw c.Invalid("num_attention_heads", $"must be positive, found {heads}");
+        var kvHeads = c.Int("num_key_value_heads") ?? heads;
+        if (kvHeads <= 0 || heads % kvHeads != 0)
+            throw c.Invalid("num_key_value_heads", $"{kvHeads} must be positive and divide num_attention_heads {heads}");
+        var headDim = c.Int("head_dim") ?? (hidden % heads == 0 ? hidden / heads
+            : throw c.Invalid("num_attention_heads", $"{heads} does not divide hidden_size {hidden} and head_dim is absent"));
+        var eps = c.Double("rms_norm_eps") ?? (modelType == "olmoe" ? 1e-5 : 1e-6);
+        var act = c.String("hidden_act") ?? c.String("hidden_activation") ?? "silu";
+        if (!GatedMlp.SupportedActivations.Contains(act))
+            throw c.Invalid("hidden_act", $"'{act}' is not supported (supported: {string.Join(", ", GatedMlp.SupportedActivations)})");
+        var partial = c.Double("partial_rotary_factor");
+        if (partial is { } pr && pr != 1.0)
+            throw c.Invalid("partial_rotary_factor", $"{pr} is not supported by the forward engine (only 1.0)");
+
+        var scaling = RopeScaling.Parse(c);
+        var theta = c.Double("rope_theta")
+                    ?? (c.Node("rope_parameters") is JsonObject rp ? new ConfigReader(rp, configPath).Double("rope_theta") : null)
+                    ?? 10000.0;
+        var maxPos = c.Int("max_position_embeddings") ?? 4096;
+
+        MlaSpec? mla = null;
+        var isDeepSeekMla = modelType is "deepseek_v2" or "deepseek_v3";
+        if (isDeepSeekMla)
+        {
+            mla = new MlaSpec(
+                c.Int("q_lora_rank"),
+                c.RequiredInt("kv_lora_rank"),
+                c.RequiredInt("qk_nope_head_dim"),
+                c.RequiredInt("qk_rope_head_dim"),
+                c.RequiredInt("v_head_dim"));
+            if (mla.QkRopeHeadDim <= 0 || mla.QkRopeHeadDim % 2 != 0) throw c.Invalid("qk_rope_head_dim", "must be a positive even number");
+            if (mla.KvLoraRank <= 0) throw c.Invalid("kv_lora_rank", "must be positive");
+            if (mla.QLoraRank is <= 0) throw c.Invalid("q_lora_rank", "must be positive or null");
+            if (mla.VHeadDim <= 0 || mla.QkNopeHeadDim < 0) throw c.Invalid("v_head_dim", "MLA head dimensions must be positive");
+        }
+
+        var rotaryDim = mla?.QkRopeHeadDim ?? headDim;
+        if (rotaryDim % 2 != 0) throw c.Invalid("head_dim", $"rotary dimension {rotaryDim} must be even");
+        var scale = 1.0 / Math.Sqrt(mla?.QkHeadDim ?? headDim);
+        if (mla is not null && scaling.Type != RopeType.Default && scaling.MscaleAllDim is { } mAll && mAll != 0)
+        {
+            var factor = scaling.Factor ?? throw c.Invalid("rope_scaling.factor", "is required with mscale_all_dim");
+            var m = RotaryEmbedding.YarnMscale(factor, mAll);
+            scale *= m * m;
+        }
+
+        var layers = moe.NumLayers;
+        var window = c.Int("sliding_window");
+        var slidingLayers = new bool[layers];
+        if (window is { } w)
+        {
+            if (w <= 0) throw c.Invalid("sliding_window", $"must be positive, found {w}");
+            if (c.Node("layer_types") is JsonArray types)
+            {
+                if (types.Count < layers) throw c.Invalid("layer_types", $"has {types.Count} entries for {layers} layers");
+                for (var i = 0; i < layers; i++)
+                    slidingLayers[i] = types[i] is JsonValue tv && tv.TryGetValue<string>(out var ts) && ts == "sliding_attention";
+            }
+            else if (modelType == "mixtral")
+                Array.Fill(slidingLayers, true);
+            else if (modelType is "qwen2_moe" or "qwen3_moe" && c.Bool("use_sliding_window") == true)
+            {
+                var maxWindowLayers = c.Int("max_window_layers") ?? layers;
+                for (var i = maxWindowLayers; i < layers; i++) slidingLayers[i] = true;
+            }
+        }
+
+        var denseInter = moe.DenseIntermediateSize > 0 ? moe.DenseIntermediateSize : c.Int("intermediate_size") ?? 0;
+        var router = BuildRouter(c, modelType, moe);
+
+        IReadOnlyList<int> blockSize = new[] { 128, 128 };
+        if (c.Node("quantization_config") is JsonObject q && q["weight_block_size"] is JsonArray wbs)
+        {
+            if (wbs.Count != 2) throw c.Invalid("quantization_config.weight_block_size", "must hold two integers");
+            var qr = new ConfigReader(q, configPath);
+            blockSize = wbs.Select((n, i) => qr.ReadInt(n, $"quantization_config.weight_block_size[{i}]") is { } v && v > 0 ? v
+                : throw c.Invalid("quantization_config.weight_block_size", "must hold two positive integers")).ToArray();
+        }
+
+        return new EngineConfig
+        {
+            ModelType = modelType,
+            MoE = moe,
+            NumAttentionHeads = heads,
+            NumKeyValueHeads = mla is null ? kvHeads : heads,
+            HeadDim = headDim,
+            RmsNormEps = eps,
+            HiddenAct = act,
+            DenseIntermediateSize = denseInter,
+            RopeTheta = theta,
+            RopeScaling = scaling,
+            MaxPositionEmbeddings = maxPos,
+            RotaryDim = rotaryDim,
+            RopeInterleaved = isDeepSeekMla && (c.Bool("rope_interleave") ?? true),
+            Mla = mla,
+            AttentionScale = scale,
+            SlidingWindow = window,
+            SlidingWindowLayers = slidingLayers,
+            ClipQkv = c.Double("clip_qkv"),
+            Router = router,
+            Fp8BlockSize = blockSize,
+        };
+    }
+
+    private static RouterSpec BuildRouter(ConfigReader c, string modelType, MoEConfig moe)
+    {
+        var isDeepSeek = modelType is "deepseek" or "deepseek_v2" or "deepseek_v3";
+        RouterSpec spec;
+        if (!isDeepSeek)
+        {
+            spec = new RouterSpec
+            {
+                NumExperts = moe.NumExperts,
+                TopK = moe.TopK,
+                Scoring = moe.Scoring,
+                // Mixtral always renormalises the top-k softmax weights; Qwen-MoE and OLMoE only when norm_topk_prob.
+                Normalize = modelType == "mixtral" || moe.NormTopKProb,
+                ScalingFactor = 1.0,
+            };
+        }
+        else
+        {
+            var method = c.String("topk_method") ?? (modelType == "deepseek_v3" ? "noaux_tc" : "greedy");
+            var grouped = moe.NumGroups > 1;
+            var selection = method switch
+            {
+                "greedy" or "gready" => RouterGroupSelection.None,
+                "group_limited_greedy" => grouped ? RouterGroupSelection.MaxPerGroup : RouterGroupSelection.None,
+                "noaux_tc" => grouped ? RouterGroupSelection.SumOfTopTwoPerGroup : RouterGroupSelection.None,
+                _ => throw c.Invalid("topk_method", $"'{method}' is not supported (greedy, group_limited_greedy, noaux_tc)"),
+            };
+            // DeepSeek normalises only for top_k > 1, with a 1e-20 guard. V3 (noaux_tc) always applies
+            // routed_scaling_factor; V2 applies it only when the weights are not normalised.
+            var normalize = moe.NormTopKProb && moe.TopK > 1;
+            var alwaysScale = method == "noaux_tc";
+            spec = new RouterSpec
+            {
+                NumExperts = moe.NumExperts,
+                TopK = moe.TopK,
+                Scoring = moe.Scoring,
+                GroupSelection = selection,
+                NumGroups = moe.NumGroups,
+                TopKGroups = moe.TopKGroups,
+                UseCorrectionBias = method == "noaux_tc" && moe.HasCorrectionBias,
+                Normalize = normalize,
+                NormalizeEpsilon = 1e-20,
+                ScalingFactor = alwaysScale || !normalize ? moe.RoutedScalingFactor : 1.0,
+            };
+        }
+        spec.Validate();
+        return spec;
+    }
+}

@@ -1,0 +1,92 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MoECompress.Compression.Model;
+
+/// <summary>
+/// A gated MLP: down(act(gate(x)) · up(x)). Used for routed experts, shared experts and dense MLP layers.
+/// Weights are [out, in] float32 tensors owned by this object (disposed with it); biases are optional.
+/// </summary>
+public sealed class GatedMlp : IDisposable
+{
+    /// <summary>Activation names accepted (config.json hidden_act).</summary>
+    public static IReadOnlyList<string> SupportedActivations { get; } =
+        new[] { "silu", "swish", "gelu", "gelu_pytorch_tanh", "gelu_new", "gelu_fast", "relu" };
+
+    /// <param name="gate">gate_proj weight [I, H].</param>
+    /// <param name="up">up_proj weight [I, H].</param>
+    /// <param name="down">down_proj weight [H, I].</param>
+    /// <param name="activation">hidden_act name.</param>
+    public GatedMlp(Tensor gate, Tensor up, Tensor down, string activation = "silu",
+        Tensor? gateBias = null, Tensor? upBias = null, Tensor? downBias = null)
+    {
+        if (gate.dim() != 2 || up.dim() != 2 || down.dim() != 2)
+            throw new ArgumentException("gated MLP weights must be 2-D [out, in]");
+        if (!gate.shape.SequenceEqual(up.shape) || down.shape[0] != gate.shape[1] || down.shape[1] != gate.shape[0])
+            throw new ArgumentException(
+                $"gated MLP shapes disagree: gate [{string.Join(",", gate.shape)}], up [{string.Join(",", up.shape)}], down [{string.Join(",", down.shape)}]");
+        if (!SupportedActivations.Contains(activation))
+            throw new ArgumentException($"activation '{activation}' is not supported", nameof(activation));
+        Gate = gate;
+        Up = up;
+        Down = down;
+        GateBias = gateBias;
+        UpBias = upBias;
+        DownBias = downBias;
+        Activation = activation;
+    }
+
+    public Tensor Gate { get; }
+    public Tensor Up { get; }
+    public Tensor Down { get; }
+    public Tensor? GateBias { get; }
+    public Tensor? UpBias { get; }
+    public Tensor? DownBias { get; }
+    public string Activation { get; }
+    public long HiddenSize => Gate.shape[1];
+    public long IntermediateSize => Gate.shape[0];
+
+    /// <summary>down(act(gate(x)) · up(x)) for x [..., H].</summary>
+    public Tensor Forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        var h = Intermediate(x);
+        return nn.functional.linear(h, Down, DownBias).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The down_proj input act(gate(x)) · up(x) [..., I] and the output [..., H].</summary>
+    public (Tensor Intermediate, Tensor Output) ForwardWithIntermediate(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        var h = Intermediate(x);
+        var y = nn.functional.linear(h, Down, DownBias);
+        return (h.MoveToOuterDisposeScope(), y.MoveToOuterDisposeScope());
+    }
+
+    private Tensor Intermediate(Tensor x)
+    {
+        var g = nn.functional.linear(x, Gate, GateBias);
+        var u = nn.functional.linear(x, Up, UpBias);
+        return Activate(g, Activation) * u;
+    }
+
+    /// <summary>Applies a hidden_act activation.</summary>
+    public static Tensor Activate(Tensor x, string activation) => activation switch
+    {
+        "silu" or "swish" => nn.functional.silu(x),
+        "gelu" => nn.functional.gelu(x),
+        "gelu_pytorch_tanh" or "gelu_new" or "gelu_fast" => nn.functional.gelu(x, TorchSharp.Modules.GELU.Approximate.tanh),
+        "relu" => nn.functional.relu(x),
+        _ => throw new ArgumentException($"activation '{activation}' is not supported", nameof(activation)),
+    };
+
+    public void Dispose()
+    {
+        Gate.Dispose();
+        Up.Dispose();
+        Down.Dispose();
+        GateBias?.Dispose();
+        UpBias?.Dispose();
+        DownBias?.Dispose();
+    }
+}

@@ -1,0 +1,290 @@
+using System.Text.Json.Nodes;
+using MoECompress.Formats.Errors;
+using MoECompress.Formats.Families;
+using MoECompress.Formats.Safetensors;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MoECompress.Compression.Model;
+
+/// <summary>
+/// Entry point of the forward engine: binds a checkpoint's tensors (through <see cref="ITensorSource"/>), its family
+/// adapter and its configuration, and loads the pieces of the model on demand — one decoder layer at a time for
+/// streaming (<see cref="StreamingRunner"/>), or all of them (<see cref="LoadResident"/>). Loading reads tensors by
+/// name; routed experts and routers are located only through the family adapter. Cheap to create: nothing is read
+/// until a Load method is called. Compute is float32 (bf16/f16/f8 weights are upcast on load).
+/// </summary>
+public sealed class ModelEngine
+{
+    /// <summary>Binds a checkpoint. Throws Infeasible for families without a forward pass, InvalidConfig for bad keys.</summary>
+    /// <param name="tensors">The checkpoint's tensors.</param>
+    /// <param name="family">The family adapter that recognised the config.</param>
+    /// <param name="moe">The family adapter's MoE facts (completed from the tensor names with <see cref="IMoEFamily.ResolveLayout"/>).</param>
+    /// <param name="config">config.json.</param>
+    /// <param name="configPath">Shown in error messages.</param>
+    public ModelEngine(ITensorSource tensors, IMoEFamily family, MoEConfig moe, JsonObject config, string configPath = "config.json")
+        : this(tensors, family, FromConfigChecked(family, family.ResolveLayout(moe, tensors.Names), config, configPath))
+    {
+    }
+
+    /// <summary>Binds a checkpoint with an engine configuration built (or adjusted) by the caller.</summary>
+    public ModelEngine(ITensorSource tensors, IMoEFamily family, EngineConfig config)
+    {
+        Tensors = tensors;
+        Family = family;
+        Config = config;
+        Rotary = config.CreateRotaryEmbedding();
+    }
+
+    public ITensorSource Tensors { get; }
+    public IMoEFamily Family { get; }
+    public EngineConfig Config { get; }
+    public RotaryEmbedding Rotary { get; }
+    public MoEConfig MoE => Config.MoE;
+
+    /// <summary>Name of the embedding table tensor ("model.embed_tokens.weight" under the family's module prefix).</summary>
+    public string EmbeddingName => MoE.ModelPrefix + "embed_tokens.weight";
+    /// <summary>Name of the final norm weight.</summary>
+    public string FinalNormName => MoE.ModelPrefix + "norm.weight";
+    /// <summary>Name of the output projection.</summary>
+    public const string LmHeadName = "lm_head.weight";
+
+    /// <summary>Prefix of a decoder layer's tensor names ("model.layers.{i}.").</summary>
+    public string LayerPrefix(int layer) => $"{MoE.ModelPrefix}layers.{layer}.";
+
+    /// <summary>
+    /// Throws <see cref="MoeCompressException"/>(Infeasible) when the engine cannot run the model of this config
+    /// (Phi-MoE, GraniteMoE, GPT-OSS, Qwen3.5 linear attention, ...). Data-free commands need not call it.
+    /// </summary>
+    public static void EnsureSupported(IMoEFamily family, JsonObject config)
+    {
+        var modelType = EngineConfig.DetectModelType(config);
+        if (modelType is null || !EngineConfig.SupportedModelTypes.Contains(modelType))
+            throw NotSupported(family.Name, modelType);
+    }
+
+    /// <summary>True when <see cref="EnsureSupported"/> would not throw.</summary>
+    public static bool IsSupported(JsonObject config) =>
+        EngineConfig.DetectModelType(config) is { } t && EngineConfig.SupportedModelTypes.Contains(t);
+
+    internal static MoeCompressException NotSupported(string family, string? modelType) =>
+        new(ErrorKind.Infeasible,
+            $"forward pass not supported for family {family}{(modelType is null ? "" : $" (model_type '{modelType}')")} yet; " +
+            $"data-free commands (inspect, plan, prune by router norms, quantize RTN, ...) still work; forward-capable: {string.Join(", ", EngineConfig.SupportedModelTypes)}");
+
+    private static EngineConfig FromConfigChecked(IMoEFamily family, MoEConfig moe, JsonObject config, string configPath)
+    {
+        EnsureSupported(family, config);
+        return EngineConfig.FromConfig(config, moe, configPath);
+    }
+
+    /// <summary>Loads the token embedding table (kept in its stored dtype).</summary>
+    public EmbeddingTable LoadEmbedding()
+    {
+        if (!Tensors.Contains(EmbeddingName))
+            throw new MoeCompressException(ErrorKind.InvalidCheckpoint, $"tensor '{EmbeddingName}' (token embeddings) is missing from the checkpoint");
+        var w = Tensors.ToTensor(EmbeddingName).DetachFromDisposeScope();
+        if (w.dim() != 2 || w.shape[0] < Config.VocabSize || w.shape[1] != Config.HiddenSize)
+        {
+            var shape = w.shape;
+            w.Dispose();
+            throw new MoeCompressException(ErrorKind.InvalidConfig,
+                $"tensor '{EmbeddingName}' has shape [{string.Join(", ", shape)}], but config.json implies [{Config.VocabSize}, {Config.HiddenSize}]");
+        }
+        return new EmbeddingTable(w);
+    }
+
+    /// <summary>Loads the final norm and lm_head (or the embedding table when tied) as float32.</summary>
+    public OutputHead LoadHead()
+    {
+        using var loader = new WeightLoader(Tensors, Config);
+        try
+        {
+            var norm = new RmsNorm(loader.Load(FinalNormName, "final norm", Config.HiddenSize), Config.RmsNormEps);
+            var headName = Tensors.Contains(LmHeadName) || !Config.MoE.TieWordEmbeddings ? LmHeadName : EmbeddingName;
+            long rows = Config.VocabSize;
+            if (Tensors.Contains(headName) && Tensors.GetInfo(headName).Shape is [var stored, _] && stored > rows)
+                rows = stored;
+            var head = loader.Load(headName, "output projection", rows, Config.HiddenSize);
+            loader.Commit();
+            return new OutputHead(norm, head);
+        }
+        catch
+        {
+            loader.Abandon();
+            throw;
+        }
+    }
+
+    /// <summary>Loads decoder layer <paramref name="layer"/> (0-based) as float32 weights.</summary>
+    public DecoderLayer LoadLayer(int layer)
+    {
+        if (layer < 0 || layer >= Config.NumLayers)
+            throw new ArgumentOutOfRangeException(nameof(layer), layer, $"the model has {Config.NumLayers} decoder layers");
+        using var loader = new WeightLoader(Tensors, Config);
+        try
+        {
+            var p = LayerPrefix(layer);
+            var h = Config.HiddenSize;
+            var inputNorm = new RmsNorm(loader.Load(p + "input_layernorm.weight", $"layer {layer} input norm", h), Config.RmsNormEps);
+            var postNorm = new RmsNorm(loader.Load(p + "post_attention_layernorm.weight", $"layer {layer} post-attention norm", h), Config.RmsNormEps);
+            AttentionBlock attention = Config.Mla is not null ? LoadLatentAttention(loader, layer) : LoadGroupedAttention(loader, layer);
+            GatedMlp? mlp = null;
+            MoEBlock? moe = null;
+            if (Config.MoE.IsMoELayer[layer]) moe = LoadMoE(loader, layer);
+            else mlp = LoadDenseMlp(loader, p + "mlp.", Config.DenseIntermediateSize > 0 ? Config.DenseIntermediateSize : null, $"layer {layer} dense MLP");
+            loader.Commit();
+            return new DecoderLayer(layer, inputNorm, attention, postNorm, mlp, moe);
+        }
+        catch
+        {
+            loader.Abandon();
+            throw;
+        }
+    }
+
+    private LinearWeights LoadLinear(WeightLoader loader, string prefix, string what, long outFeatures, long inFeatures)
+    {
+        var w = loader.Load(prefix + ".weight", what, outFeatures, inFeatures);
+        var b = loader.TryLoad(prefix + ".bias", what + " bias", outFeatures);
+        return new LinearWeights(w, b);
+    }
+
+    private GroupedQueryAttention LoadGroupedAttention(WeightLoader loader, int layer)
+    {
+        var c = Config;
+        var p = LayerPrefix(layer) + "self_attn.";
+        var what = $"layer {layer} attention";
+        long h = c.HiddenSize, d = c.HeadDim, nq = c.NumAttentionHeads, nkv = c.NumKeyValueHeads;
+        var q = LoadLinear(loader, p + "q_proj", what, nq * d, h);
+        var k = LoadLinear(loader, p + "k_proj", what, nkv * d, h);
+        var v = LoadLinear(loader, p + "v_proj", what, nkv * d, h);
+        var o = LoadLinear(loader, p + "o_proj", what, h, nq * d);
+        RmsNorm? qNorm = null, kNorm = null;
+        if (loader.Has(p + "q_norm.weight"))
+        {
+            var size = Tensors.GetInfo(p + "q_norm.weight").ElementCount;
+            qNorm = new RmsNorm(loader.Load(p + "q_norm.weight", what + " q_norm", size == d ? d : nq * d), c.RmsNormEps);
+        }
+        if (loader.Has(p + "k_norm.weight"))
+        {
+            var size = Tensors.GetInfo(p + "k_norm.weight").ElementCount;
+            kNorm = new RmsNorm(loader.Load(p + "k_norm.weight", what + " k_norm", size == d ? d : nkv * d), c.RmsNormEps);
+        }
+        var window = c.SlidingWindowLayers[layer] ? c.SlidingWindow : null;
+        return new GroupedQueryAttention(c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, q, k, v, o, c.AttentionScale, window, qNorm, kNorm, c.ClipQkv);
+    }
+
+    private MultiHeadLatentAttention LoadLatentAttention(WeightLoader loader, int layer)
+    {
+        const double latentNormEps = 1e-6;
+        var c = Config;
+        var m = c.Mla!;
+        var p = LayerPrefix(layer) + "self_attn.";
+        var what = $"layer {layer} attention";
+        long h = c.HiddenSize, n = c.NumAttentionHeads;
+        LinearWeights? qProj = null, qA = null, qB = null;
+        RmsNorm? qANorm = null;
+        if (m.QLoraRank is { } rank)
+        {
+            qA = LoadLinear(loader, p + "q_a_proj", what, rank, h);
+            qANorm = new RmsNorm(loader.Load(p + "q_a_layernorm.weight", what + " q_a_layernorm", rank), latentNormEps);
+            qB = LoadLinear(loader, p + "q_b_proj", what, n * m.QkHeadDim, rank);
+        }
+        else
+            qProj = LoadLinear(loader, p + "q_proj", what, n * m.QkHeadDim, h);
+        var kvA = LoadLinear(loader, p + "kv_a_proj_with_mqa", what, m.KvLoraRank + m.QkRopeHeadDim, h);
+        var kvANorm = new RmsNorm(loader.Load(p + "kv_a_layernorm.weight", what + " kv_a_layernorm", m.KvLoraRank), latentNormEps);
+        var kvB = LoadLinear(loader, p + "kv_b_proj", what, n * (m.QkNopeHeadDim + m.VHeadDim), m.KvLoraRank);
+        var o = LoadLinear(loader, p + "o_proj", what, h, n * m.VHeadDim);
+        return new MultiHeadLatentAttention(m, c.NumAttentionHeads, c.AttentionScale, c.RopeInterleaved, qProj, qA, qANorm, qB, kvA, kvANorm, kvB, o);
+    }
+
+    /// <summary>gate_proj/up_proj/down_proj under <paramref name="prefix"/>; the intermediate size is read from the tensors when not given.</summary>
+    private GatedMlp LoadDenseMlp(WeightLoader loader, string prefix, int? intermediate, string what)
+    {
+        long h = Config.HiddenSize;
+        long inter = intermediate ?? (loader.Has(prefix + "gate_proj.weight") ? Tensors.GetInfo(prefix + "gate_proj.weight").Shape[0] : 0);
+        var gate = loader.Load(prefix + "gate_proj.weight", what + " gate_proj", inter, h);
+        var up = loader.Load(prefix + "up_proj.weight", what + " up_proj", inter, h);
+        var down = loader.Load(prefix + "down_proj.weight", what + " down_proj", h, inter);
+        return new GatedMlp(gate, up, down, Config.HiddenAct);
+    }
+
+    private MoEBlock LoadMoE(WeightLoader loader, int layer)
+    {
+        var moe = Config.MoE;
+        var spec = Config.Router;
+        long h = Config.HiddenSize, inter = moe.ExpertIntermediateSize;
+        var what = $"layer {layer} router";
+        var routerWeight = loader.Load(Family.RouterWeightName(layer, moe), what, spec.NumExperts, h);
+        Tensor? routerBias = null, correction = null;
+        if (Family.RouterBiasName(layer, moe) is { } rb && (moe.HasRouterBias || loader.Has(rb)))
+            routerBias = loader.Load(rb, what + " bias", spec.NumExperts);
+        if (spec.UseCorrectionBias)
+        {
+            var cb = Family.CorrectionBiasName(layer, moe)
+                     ?? throw new MoeCompressException(ErrorKind.InvalidConfig, $"family {Family.Name} names no e_score_correction_bias for layer {layer}, but routing needs one");
+            correction = loader.Load(cb, $"layer {layer} e_score_correction_bias", spec.NumExperts);
+        }
+        var router = new MoERouter(spec, routerWeight, routerBias, correction);
+
+        var experts = new List<GatedMlp>(moe.NumExperts);
+        for (var e = 0; e < moe.NumExperts; e++)
+        {
+            var ew = $"layer {layer} expert {e}";
+            var (gate, gb) = loader.LoadExpert(Family, moe, layer, e, ExpertProjection.Gate, ew + " gate_proj", new[] { inter, h });
+            var (up, ub) = loader.LoadExpert(Family, moe, layer, e, ExpertProjection.Up, ew + " up_proj", new[] { inter, h });
+            var (down, db) = loader.LoadExpert(Family, moe, layer, e, ExpertProjection.Down, ew + " down_proj", new[] { h, inter });
+            experts.Add(new GatedMlp(gate, up, down, Config.HiddenAct, gb, ub, db));
+        }
+
+        var p = LayerPrefix(layer) + "mlp.";
+        GatedMlp? shared = null;
+        Tensor? sharedGate = null;
+        var sharedPrefix = loader.Has(p + "shared_expert.gate_proj.weight") ? p + "shared_expert."
+            : loader.Has(p + "shared_experts.gate_proj.weight") ? p + "shared_experts." : null;
+        if (sharedPrefix is not null)
+        {
+            shared = LoadDenseMlp(loader, sharedPrefix,
+                moe.SharedExpertIntermediateSize > 0 ? moe.SharedExpertIntermediateSize : null, $"layer {layer} shared expert");
+            if (loader.Has(p + "shared_expert_gate.weight"))
+                sharedGate = loader.Load(p + "shared_expert_gate.weight", $"layer {layer} shared expert gate", 1, h);
+            else if (moe.HasSharedExpertGate)
+                throw new MoeCompressException(ErrorKind.InvalidCheckpoint, $"tensor '{p}shared_expert_gate.weight' (layer {layer} shared expert gate) is missing from the checkpoint");
+        }
+        else if (moe.NumSharedExperts > 0 || moe.SharedExpertIntermediateSize > 0)
+            throw new MoeCompressException(ErrorKind.InvalidCheckpoint,
+                $"layer {layer}: config declares shared experts but neither '{p}shared_expert.gate_proj.weight' nor '{p}shared_experts.gate_proj.weight' exists");
+        return new MoEBlock(layer, router, experts, shared, sharedGate);
+    }
+
+    /// <summary>Loads every layer, the embedding and the head: the whole model in memory (small models and tests).</summary>
+    public ResidentModel LoadResident(CancellationToken cancellationToken = default)
+    {
+        var layers = new List<DecoderLayer>();
+        EmbeddingTable? embedding = null;
+        OutputHead? head = null;
+        try
+        {
+            embedding = LoadEmbedding();
+            for (var l = 0; l < Config.NumLayers; l++)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                layers.Add(LoadLayer(l));
+            }
+            head = LoadHead();
+            return new ResidentModel(this, embedding, layers, head);
+        }
+        catch
+        {
+            embedding?.Dispose();
+            foreach (var l in layers) l.Dispose();
+            head?.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>A runner that streams sequences through the model one layer at a time.</summary>
+    public StreamingRunner CreateRunner(StreamingOptions? options = null) => new(this, options ?? new StreamingOptions());
+}

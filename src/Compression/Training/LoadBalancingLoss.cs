@@ -1,0 +1,38 @@
+using static TorchSharp.torch;
+
+namespace MoECompress.Compression.Training;
+
+/// <summary>
+/// Router regularisers of sparse MoE training.
+/// <para>Load balancing (Switch Transformer / Mixtral): E · Σᵢ fᵢ · Pᵢ, where fᵢ is the fraction of the N·k top-k
+/// selections that went to expert i (no gradient) and Pᵢ the mean router probability of expert i over the N tokens.
+/// It equals 1 when routing is perfectly balanced and grows to E when one expert takes everything. Hugging Face's
+/// <c>load_balancing_loss_func</c> normalises fᵢ per top-k slot instead, which gives k times this value.</para>
+/// <para>Router z-loss (ST-MoE): mean over tokens of logsumexp(router logits)².</para>
+/// </summary>
+public static class LoadBalancingLoss
+{
+    /// <summary>E · Σ fᵢ Pᵢ for router probabilities [N, E] and the selected expert ids [N, k]; a scalar tensor.</summary>
+    public static Tensor Compute(Tensor routerProbabilities, Tensor selectedExperts)
+    {
+        using var scope = NewDisposeScope();
+        long experts = routerProbabilities.shape[^1];
+        var flat = selectedExperts.flatten();
+        Tensor fraction;
+        using (no_grad())
+        {
+            var counts = nn.functional.one_hot(flat, experts).to(ScalarType.Float32).sum(0L);
+            fraction = counts / flat.shape[0];
+        }
+        var meanProbability = routerProbabilities.to(ScalarType.Float32).mean([0L]);
+        return (experts * (fraction * meanProbability).sum()).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>mean over tokens of logsumexp(logits)² for router logits [N, E]; a scalar tensor.</summary>
+    public static Tensor RouterZLoss(Tensor routerLogits)
+    {
+        using var scope = NewDisposeScope();
+        var lse = routerLogits.to(ScalarType.Float32).logsumexp(-1);
+        return lse.pow(2).mean().MoveToOuterDisposeScope();
+    }
+}

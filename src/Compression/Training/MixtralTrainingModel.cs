@@ -1,0 +1,115 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace MoECompress.Compression.Training;
+
+/// <summary>
+/// A trainable Mixtral-architecture causal LM (TorchSharp autograd) whose math matches Hugging Face
+/// MixtralForCausalLM: token embedding, decoder layers (RMSNorm → GQA attention with rotary embeddings →
+/// RMSNorm → top-k sparse MoE with SiLU-gated experts), final RMSNorm and the LM head (tied to the embedding when
+/// <see cref="ReferenceModelOptions.TieWordEmbeddings"/>). Parameters are fp32 master weights; matrix products may
+/// run in bf16 (<see cref="ReferenceModelOptions.Bf16Matmuls"/>). <see cref="NamedHuggingFaceTensors"/> maps every
+/// parameter to its HF tensor name.
+/// </summary>
+public sealed class MixtralTrainingModel : nn.Module
+{
+    private readonly ReferenceModelOptions options;
+
+    public Parameter embed_tokens;
+    public ModuleList<TrainingDecoderLayer> layers;
+    public TrainingRmsNorm norm;
+    public Parameter? lm_head;
+
+    public ReferenceModelOptions Options => options;
+
+    /// <summary>Builds the model with weights ~ N(0, initializer_range²) drawn from a generator seeded with <paramref name="seed"/>
+    /// (output projections o_proj and w2 scaled by 1/√(2·layers)); norms start at one.</summary>
+    public MixtralTrainingModel(ReferenceModelOptions options, long vocabularySize, long seed) : base("model")
+    {
+        this.options = options;
+        VocabularySize = vocabularySize;
+        var generator = new Generator((ulong)seed);
+        double std = options.InitializerRange;
+        double outStd = std / Math.Sqrt(2.0 * options.Layers);
+        Tensor Init(long[] shape) => torch.randn(shape, dtype: ScalarType.Float32, generator: generator).mul_(std);
+        Tensor InitOutput(long[] shape) => torch.randn(shape, dtype: ScalarType.Float32, generator: generator).mul_(outStd);
+
+        // No dispose scope here: the parameters wrap these tensors and must outlive construction.
+        embed_tokens = new Parameter(Init([VocabularySize, options.HiddenSize]));
+        var list = new List<TrainingDecoderLayer>();
+        for (int l = 0; l < options.Layers; l++)
+            list.Add(new TrainingDecoderLayer($"layer{l}", options, Init, InitOutput));
+        layers = new ModuleList<TrainingDecoderLayer>(list.ToArray());
+        norm = new TrainingRmsNorm("norm", options.HiddenSize, options.RmsNormEps);
+        if (!options.TieWordEmbeddings)
+            lm_head = new Parameter(Init([VocabularySize, options.HiddenSize]));
+        RegisterComponents();
+    }
+
+    /// <summary>Vocabulary size (rows of the embedding and the LM head).</summary>
+    public long VocabularySize { get; }
+
+    /// <summary>Forward pass over token ids [B, T] (int64).</summary>
+    public MixtralForwardResult Forward(Tensor inputIds)
+    {
+        using var scope = NewDisposeScope();
+        var x = embed_tokens.index_select(0, inputIds.flatten()).view(inputIds.shape[0], inputIds.shape[1], -1);
+        var routers = new List<SparseMoeBlockOutput>();
+        foreach (var layer in layers)
+        {
+            var result = layer.Forward(x);
+            x = result.Output;
+            routers.Add(result);
+        }
+        x = norm.forward(x);
+        var logits = TrainingLinear.Apply(x, lm_head ?? embed_tokens, options.Bf16Matmuls);
+        foreach (var r in routers)
+        {
+            r.RouterLogits.MoveToOuterDisposeScope();
+            r.RouterProbabilities.MoveToOuterDisposeScope();
+            r.SelectedExperts.MoveToOuterDisposeScope();
+        }
+        return new MixtralForwardResult(logits.MoveToOuterDisposeScope(), routers);
+    }
+
+    /// <summary>
+    /// Every parameter under its Hugging Face MixtralForCausalLM name and shape (experts split out of the stacked
+    /// tensors). The tensors are new views/copies owned by the caller's dispose scope.
+    /// </summary>
+    public IEnumerable<(string Name, Tensor Tensor)> NamedHuggingFaceTensors()
+    {
+        yield return ("model.embed_tokens.weight", embed_tokens);
+        for (int l = 0; l < layers.Count; l++)
+        {
+            var layer = layers[l];
+            string p = $"model.layers.{l}.";
+            yield return (p + "input_layernorm.weight", layer.input_layernorm.weight);
+            yield return (p + "self_attn.q_proj.weight", layer.self_attn.q_proj);
+            yield return (p + "self_attn.k_proj.weight", layer.self_attn.k_proj);
+            yield return (p + "self_attn.v_proj.weight", layer.self_attn.v_proj);
+            yield return (p + "self_attn.o_proj.weight", layer.self_attn.o_proj);
+            yield return (p + "post_attention_layernorm.weight", layer.post_attention_layernorm.weight);
+            var moe = layer.block_sparse_moe;
+            yield return (p + "block_sparse_moe.gate.weight", moe.gate);
+            for (int e = 0; e < options.Experts; e++)
+            {
+                yield return (p + $"block_sparse_moe.experts.{e}.w1.weight", moe.w1[e]);
+                yield return (p + $"block_sparse_moe.experts.{e}.w2.weight", moe.w2[e]);
+                yield return (p + $"block_sparse_moe.experts.{e}.w3.weight", moe.w3[e]);
+            }
+        }
+        yield return ("model.norm.weight", norm.weight);
+        if (lm_head is not null) yield return ("lm_head.weight", lm_head);
+    }
+
+    /// <summary>Parameters that receive weight decay (matrices) and those that do not (norm scales).</summary>
+    public (List<Parameter> Decay, List<Parameter> NoDecay) ParameterGroups()
+    {
+        var decay = new List<Parameter>();
+        var noDecay = new List<Parameter>();
+        foreach (var p in parameters())
+            (p.dim() >= 2 ? decay : noDecay).Add(p);
+        return (decay, noDecay);
+    }
+}

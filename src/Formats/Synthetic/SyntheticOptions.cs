@@ -1,0 +1,26 @@
+namespace MoECompress.Formats.Synthetic;
+
+/// <summary>
+/// How to scale a synthetic fixture. Unset values take the preset's small defaults (a few layers, hidden 64,
+/// intermediate 32–64, vocabulary 256).
+/// </summary>
+public sealed record SyntheticOptions
+{
+    /// <summary>Seed of the value generator; the same seed, preset and sizes give byte-identical files.</summary>
+    public int Seed { get; init; } = 1;
+    /// <summary>Decoder layers (MTP layers come on top where the model has them).</summary>
+    public int? Layers { get; init; }
+    /// <summary>Routed experts per MoE layer (top-k and DeepSeek groups are adjusted to stay valid).</summary>
+    public int? Experts { get; init; }
+    /// <summary>Hidden size (a multiple of 32, and of the preset's attention head count).</summary>
+    public int? Hidden { get; init; }
+    /// <summary>Largest shard size in bytes; by default about a third of the checkpoint, so there are several shards.</summary>
+    public long? ShardBytes { get; init; }
+    /// <summary>
+    /// Scale hidden and intermediate sizes up (in steps of 32) until the checkpoint reaches at least this many bytes
+    /// (IO benchmarks). Takes precedence over <see cref="Hidden"/>.
+    /// </summary>
+    public long? TargetBytes { get; init; }
+    /// <summary>Replace an existing destination folder.</summary>
+    public bool Overwrite { get; init; }
+}
