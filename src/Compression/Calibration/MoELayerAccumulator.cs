@@ -75,7 +75,7 @@ internal sealed class MoELayerAccumulator : IDisposable
         _reapSum[e] += (g * norms).sum().item<double>();
         _maxAbs[e] = Math.Max(_maxAbs[e], y.abs().max().item<double>());
         _routed[e] += n;
-        AddRow(_outputSum, e, y.sum(0));
+        AddRow(_outputSum, e, y.sum(0L));
 
         if (_hessians is null) return;
         var x = a.Input.to(ScalarType.Float64);
@@ -97,10 +97,10 @@ internal sealed class MoELayerAccumulator : IDisposable
         var idx = routing.TopKIndices;
         var mask = zeros(t, NumExperts, ScalarType.Float64).scatter_(1, idx, ones(idx.shape, ScalarType.Float64));
         var gates = zeros(t, NumExperts, ScalarType.Float64).scatter_(1, idx, routing.TopKWeights.to(ScalarType.Float64));
-        AddVector(_scoreMass, (mask * routing.Scores.to(ScalarType.Float64)).sum(0));
-        AddVector(_logitSum, (mask * routing.Logits.to(ScalarType.Float64)).sum(0));
-        AddVector(_gateMass, gates.sum(0));
-        var counts = mask.sum(0).contiguous().data<double>();
+        AddVector(_scoreMass, (mask * routing.Scores.to(ScalarType.Float64)).sum(0L));
+        AddVector(_logitSum, (mask * routing.Logits.to(ScalarType.Float64)).sum(0L));
+        AddVector(_gateMass, gates.sum(0L));
+        var counts = mask.sum(0L).contiguous().data<double>();
         for (var e = 0; e < NumExperts; e++) _selection[e] += (long)Math.Round(counts[e]);
         var co = mask.t().mm(mask).contiguous().data<double>();
         for (var i = 0; i < _coselection.Length; i++) _coselection[i] += (long)Math.Round(co[i]);
@@ -113,7 +113,7 @@ internal sealed class MoELayerAccumulator : IDisposable
                 var (h, y) = a.ComputeExpert(e);
                 using (h)
                 using (y)
-                using (var sum = y.to(ScalarType.Float64).sum(0))
+                using (var sum = y.to(ScalarType.Float64).sum(0L))
                     AddRow(_allTokenOutputSum, e, sum);
             }
         }

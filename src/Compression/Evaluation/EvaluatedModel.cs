@@ -5,4 +5,5 @@ namespace MoECompress.Compression.Evaluation;
 /// <param name="Family">Family adapter name (mixtral, qwen2_moe, ...).</param>
 /// <param name="Experts">Routed experts per MoE layer.</param>
 /// <param name="Layers">Decoder layers.</param>
-public sealed record EvaluatedModel(string Path, string Family, int Experts, int Layers);
+/// <param name="WeightBytes">Bytes of tensor data in its safetensors files.</param>
+public sealed record EvaluatedModel(string Path, string Family, int Experts, int Layers, long WeightBytes);

@@ -25,7 +25,7 @@ internal sealed class EvaluationCheckpoint : IDisposable
     public ModelEngine Engine { get; }
 
     public EvaluatedModel Describe() =>
-        new(Directory, Engine.Family.Name, Engine.MoE.NumExperts, Engine.Config.NumLayers);
+        new(Directory, Engine.Family.Name, Engine.MoE.NumExperts, Engine.Config.NumLayers, Checkpoint.TotalTensorBytes);
 
     /// <summary>Opens <paramref name="directory"/>; <paramref name="role"/> ("model", "--base") names it in errors.</summary>
     public static EvaluationCheckpoint Open(string directory, string role)

@@ -160,9 +160,11 @@ public sealed record EvaluationReport
         ["family"] = model.Family,
         ["experts"] = model.Experts,
         ["layers"] = model.Layers,
+        ["weight_bytes"] = model.WeightBytes,
     };
 
-    private static string Describe(EvaluatedModel model) => $"{model.Family}, {model.Layers} layers, {model.Experts} experts";
+    private static string Describe(EvaluatedModel model) =>
+        $"{model.Family}, {model.Layers} layers, {model.Experts} experts, {(model.WeightBytes / 1048576.0).ToString("N1", CultureInfo.InvariantCulture)} MiB of weights";
 
     private static JsonNode? Num(double? value) => value is { } v && double.IsFinite(v) ? JsonValue.Create(v) : null;
 

@@ -134,8 +134,11 @@ public static class Evaluator
         var notes = new List<string>();
         progress?.Report($"{tokens.Count:N0} tokens: {windows.Count:N0} window(s) of context {plan.Context}, stride {plan.Stride}, {plan.TargetCount:N0} tokens scored");
         using var noGrad = no_grad();
-        using var modelSession = new StreamingRunner(model, settings.Streaming).Start(sequences, null, cancellationToken);
-        using var baseSession = baseModel is null ? null : new StreamingRunner(baseModel, settings.Streaming).Start(sequences, null, cancellationToken);
+        var label = baseModel is null ? "" : "model: ";
+        using var modelSession = new StreamingRunner(model, settings.Streaming)
+            .Start(sequences, StageProgress.For(progress, label), cancellationToken);
+        using var baseSession = baseModel is null ? null : new StreamingRunner(baseModel, settings.Streaming)
+            .Start(sequences, StageProgress.For(progress, "base: "), cancellationToken);
 
         var layerErrors = new List<LayerError>();
         bool compareLayers = false;
@@ -178,6 +181,19 @@ public static class Evaluator
             LayerErrors = layerErrors,
             Notes = notes,
         };
+    }
+
+    /// <summary>Forwards the start of each layer (and the end of embedding) of a streaming run as a line; not every micro-batch.</summary>
+    private sealed class StageProgress(IProgress<string> target, string label) : IProgress<StreamingProgress>
+    {
+        public static StageProgress? For(IProgress<string>? target, string label) => target is null ? null : new(target, label);
+
+        public void Report(StreamingProgress value)
+        {
+            if (value.Stage == StreamingStage.LoadingLayer ||
+                (value.Stage == StreamingStage.Embedding && value.SequencesDone == value.SequencesTotal))
+                target.Report(label + value);
+        }
     }
 
     private sealed class ScoreSums
@@ -273,7 +289,7 @@ public static class Evaluator
         if (baseDir is null) return TokenizerLoader.Load(modelDir);
         if (!HasTokenizer(modelDir)) return HasTokenizer(baseDir) ? TokenizerLoader.Load(baseDir) : TokenizerLoader.Load(modelDir);
         var tokenizer = TokenizerLoader.Load(modelDir);
-        if (HasTokenizer(baseDir))
+        if (HasTokenizer(baseDir) && !SameTokenizerFile(modelDir, baseDir))
         {
             using var baseTokenizer = TokenizerLoader.Load(baseDir);
             if (baseTokenizer.VocabSize != tokenizer.VocabSize)
@@ -285,6 +301,16 @@ public static class Evaluator
             }
         }
         return tokenizer;
+    }
+
+    /// <summary>True when the tokenizer file the loader would pick in <paramref name="modelDir"/> is byte-identical in <paramref name="baseDir"/>.</summary>
+    private static bool SameTokenizerFile(string modelDir, string baseDir)
+    {
+        var name = TokenizerLoader.CandidateFiles.First(f => File.Exists(Path.Combine(modelDir, f)));
+        var a = new FileInfo(Path.Combine(modelDir, name));
+        var b = new FileInfo(Path.Combine(baseDir, name));
+        if (!b.Exists || a.Length != b.Length) return false;
+        return File.ReadAllBytes(a.FullName).AsSpan().SequenceEqual(File.ReadAllBytes(b.FullName));
     }
 
     /// <summary>The window length: the option, else 512 or the smaller max_position_embeddings of the models.</summary>

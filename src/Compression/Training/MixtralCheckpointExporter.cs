@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using MoECompress.Formats.Safetensors;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -7,26 +8,45 @@ namespace MoECompress.Compression.Training;
 
 /// <summary>
 /// Writes a <see cref="MixtralTrainingModel"/> as a Hugging Face Mixtral checkpoint: config.json
-/// (MixtralForCausalLM), model.safetensors (bf16, HF tensor names), generation_config.json, the SentencePiece
+/// (MixtralForCausalLM), model.safetensors (bf16, HF tensor names, written by CheckpointWriter with its manifest), generation_config.json, the SentencePiece
 /// tokenizer.model and tokenizer_config.json (add_bos_token true, add_eos_token false).
 /// </summary>
 public static class MixtralCheckpointExporter
 {
-    public static void Export(MixtralTrainingModel model, SentencePieceEncoder encoder, string tokenizerModelPath, string outputDirectory)
+    /// <summary>
+    /// Writes the checkpoint to <paramref name="outputDirectory"/> (which must not exist) through
+    /// <see cref="CheckpointWriter"/>: the folder appears complete or not at all. <paramref name="extraTextFiles"/>
+    /// (relative path → content, e.g. training-loss.csv) are written into it too.
+    /// </summary>
+    public static void Export(MixtralTrainingModel model, SentencePieceEncoder encoder, string tokenizerModelPath, string outputDirectory,
+        IReadOnlyDictionary<string, string>? extraTextFiles = null, JsonObject? manifestOptions = null, CancellationToken ct = default)
     {
-        Directory.CreateDirectory(outputDirectory);
         var o = model.Options;
-        WriteWeights(model, Path.Combine(outputDirectory, "model.safetensors"));
-        WriteJson(Path.Combine(outputDirectory, "config.json"), BuildConfig(o, model.VocabularySize, encoder.BosId, encoder.EosId));
-        WriteJson(Path.Combine(outputDirectory, "generation_config.json"), new JsonObject
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var tensors = model.NamedHuggingFaceTensors()
+            .Select(nt => (nt.Name, Tensor: nt.Tensor.detach().to(ScalarType.BFloat16).contiguous()))
+            .OrderBy(nt => nt.Name, StringComparer.Ordinal).ToList();
+        var plan = tensors.Select(t => new TensorSpec(t.Name, SafetensorsDType.BF16, t.Tensor.shape)).ToList();
+        using var writer = CheckpointWriter.Create(outputDirectory, plan, new CheckpointWriterOptions { ManifestOptions = manifestOptions });
+        foreach (var (name, tensor) in tensors)
+        {
+            ct.ThrowIfCancellationRequested();
+            writer.Write(name, tensor);
+        }
+        writer.WriteTextFile("config.json", ToJson(BuildConfig(o, model.VocabularySize, encoder.BosId, encoder.EosId)));
+        writer.WriteTextFile("generation_config.json", ToJson(new JsonObject
         {
             ["_from_model_config"] = true,
             ["bos_token_id"] = encoder.BosId,
             ["eos_token_id"] = encoder.EosId,
             ["transformers_version"] = "4.46.0",
-        });
-        WriteJson(Path.Combine(outputDirectory, "tokenizer_config.json"), BuildTokenizerConfig(o.SequenceLength));
-        File.Copy(tokenizerModelPath, Path.Combine(outputDirectory, "tokenizer.model"), overwrite: true);
+        }));
+        writer.WriteTextFile("tokenizer_config.json", ToJson(BuildTokenizerConfig(o.SequenceLength)));
+        writer.WriteFile("tokenizer.model", File.ReadAllBytes(tokenizerModelPath));
+        if (extraTextFiles is not null)
+            foreach (var (path, content) in extraTextFiles) writer.WriteTextFile(path, content);
+        writer.Commit(ct);
     }
 
     /// <summary>The config.json of the model (Hugging Face MixtralConfig keys).</summary>
@@ -88,43 +108,5 @@ public static class MixtralCheckpointExporter
         };
     }
 
-    private static void WriteJson(string path, JsonNode node)
-    {
-        var text = node.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n";
-        File.WriteAllText(path, text, new System.Text.UTF8Encoding(false));
-    }
-
-    /// <summary>All HF tensors in bf16, in name order, as one safetensors file (header with __metadata__ format=pt).</summary>
-    private static void WriteWeights(MixtralTrainingModel model, string path)
-    {
-        using var scope = NewDisposeScope();
-        using var noGrad = no_grad();
-        var tensors = model.NamedHuggingFaceTensors()
-            .Select(nt => (nt.Name, Tensor: nt.Tensor.detach().to(ScalarType.BFloat16).contiguous()))
-            .OrderBy(nt => nt.Name, StringComparer.Ordinal).ToList();
-        var header = new JsonObject { ["__metadata__"] = new JsonObject { ["format"] = "pt" } };
-        long offset = 0;
-        foreach (var (name, t) in tensors)
-        {
-            long bytes = t.numel() * 2;
-            header[name] = new JsonObject
-            {
-                ["dtype"] = "BF16",
-                ["shape"] = new JsonArray(t.shape.Select(s => (JsonNode)s).ToArray()),
-                ["data_offsets"] = new JsonArray(offset, offset + bytes),
-            };
-            offset += bytes;
-        }
-        var headerBytes = System.Text.Encoding.UTF8.GetBytes(header.ToJsonString());
-        int padded = (headerBytes.Length + 7) / 8 * 8;
-        var tmp = path + ".tmp";
-        using (var stream = new FileStream(tmp, FileMode.Create, FileAccess.Write))
-        {
-            stream.Write(BitConverter.GetBytes((ulong)padded));
-            stream.Write(headerBytes);
-            for (int i = headerBytes.Length; i < padded; i++) stream.WriteByte((byte)' ');
-            foreach (var (_, t) in tensors) stream.Write(t.bytes);
-        }
-        File.Move(tmp, path, overwrite: true);
-    }
+    private static string ToJson(JsonNode node) => node.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n";
 }

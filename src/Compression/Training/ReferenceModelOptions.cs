@@ -13,7 +13,7 @@ public sealed record ReferenceModelOptions
     /// <summary>SentencePiece tokenizer.model (the Mistral 32k vocabulary); it is also copied into the output.</summary>
     public required string TokenizerModelPath { get; init; }
 
-    /// <summary>Folder the Hugging Face checkpoint is written to (created; must not exist or be empty).</summary>
+    /// <summary>Folder the Hugging Face checkpoint is written to (must not exist; it appears complete or not at all).</summary>
     public required string OutputDirectory { get; init; }
 
     /// <summary>Domains to train on (file stems in <see cref="TrainDataDirectory"/>); empty = every *.txt there, sorted.</summary>
@@ -60,6 +60,10 @@ public sealed record ReferenceModelOptions
 
     /// <summary>Write a loss row every this many steps (training-loss.csv in the output folder).</summary>
     public int LogEvery { get; init; } = 10;
+
+    /// <summary>Optional file to which the fp32 training state (TorchSharp module format) is saved after training,
+    /// for resuming evaluation or re-export without retraining; null = not saved.</summary>
+    public string? TrainingStatePath { get; init; }
 
     /// <summary>Longest text chunk (characters, cut at line ends) tokenized as one document with a BOS in front.</summary>
     public int ChunkCharacters { get; init; } = 2000;

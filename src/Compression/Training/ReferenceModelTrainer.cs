@@ -28,9 +28,15 @@ public static class ReferenceModelTrainer
         var encoder = new SentencePieceEncoder(options.TokenizerModelPath);
         var corpus = LoadCorpus(options, encoder, progress, ct);
         using var trained = TrainModel(options, corpus, encoder.VocabularySize, progress, ct);
+        if (options.TrainingStatePath is not null)
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(options.TrainingStatePath))!);
+            trained.Model.save(options.TrainingStatePath);
+            File.WriteAllText(options.TrainingStatePath + ".loss.csv", LossCsv(trained.Log));
+        }
         progress?.Report(new ReferenceTrainingProgress($"writing the checkpoint to {options.OutputDirectory}"));
-        MixtralCheckpointExporter.Export(trained.Model, encoder, options.TokenizerModelPath, options.OutputDirectory);
-        WriteLossCsv(trained.Log, Path.Combine(options.OutputDirectory, "training-loss.csv"));
+        MixtralCheckpointExporter.Export(trained.Model, encoder, options.TokenizerModelPath, options.OutputDirectory,
+            new Dictionary<string, string> { ["training-loss.csv"] = LossCsv(trained.Log) }, ct: ct);
         var last = trained.Log.Count > 0 ? trained.Log[^1] : null;
         return new ReferenceTrainingResult(options.OutputDirectory, trained.TokensSeen, options.Steps,
             last?.CrossEntropy ?? double.NaN, trained.Log, corpus.Domains.Select(d => (d.Domain, (long)d.Tokens.Length)).ToList());
@@ -143,20 +149,19 @@ public static class ReferenceModelTrainer
 
     public static long CountParameters(MixtralTrainingModel model) => model.parameters().Sum(p => p.numel());
 
-    /// <summary>Writes the log rows as CSV (header <see cref="TrainingLogRow.CsvHeader"/>).</summary>
-    public static void WriteLossCsv(IEnumerable<TrainingLogRow> rows, string path)
+    /// <summary>The log rows as CSV text (header <see cref="TrainingLogRow.CsvHeader"/>, '\n' line ends).</summary>
+    public static string LossCsv(IEnumerable<TrainingLogRow> rows)
     {
-        using var writer = new StreamWriter(path, false, new System.Text.UTF8Encoding(false));
-        writer.NewLine = "\n";
-        writer.WriteLine(TrainingLogRow.CsvHeader);
-        foreach (var row in rows) writer.WriteLine(row.ToCsv());
+        var text = new System.Text.StringBuilder(TrainingLogRow.CsvHeader).Append('\n');
+        foreach (var row in rows) text.Append(row.ToCsv()).Append('\n');
+        return text.ToString();
     }
 
     private static void EnsureOutputDirectoryUsable(string dir)
     {
         if (File.Exists(dir))
             throw new MoECompress.Formats.Errors.MoeCompressException(MoECompress.Formats.Errors.ErrorKind.Io, $"output '{dir}' is a file, not a folder");
-        if (Directory.Exists(dir) && Directory.EnumerateFileSystemEntries(dir).Any())
-            throw new MoECompress.Formats.Errors.MoeCompressException(MoECompress.Formats.Errors.ErrorKind.Io, $"output folder '{dir}' is not empty");
+        if (Directory.Exists(dir))
+            throw new MoECompress.Formats.Errors.MoeCompressException(MoECompress.Formats.Errors.ErrorKind.Io, $"output folder '{dir}' already exists");
     }
 }

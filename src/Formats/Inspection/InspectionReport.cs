@@ -44,6 +44,7 @@ public sealed record InspectionReport
     public required int HiddenSize { get; init; }
     public required int VocabSize { get; init; }
     public required int NumLayers { get; init; }
+    [JsonPropertyName("moeLayers")]
     public required int MoELayers { get; init; }
     public required int DenseLayers { get; init; }
     public required IReadOnlyList<LayerSummary> Layers { get; init; }
@@ -72,6 +73,7 @@ public sealed record InspectionReport
     public required int ShardCount { get; init; }
     public required long TotalBytes { get; init; }
     /// <summary>dtype header name → tensors and bytes, sorted by name.</summary>
+    [JsonPropertyName("dtypes")]
     public required IReadOnlyDictionary<string, DTypeStatistics> DTypes { get; init; }
     public required long TotalParameters { get; init; }
     public required long ActiveParameters { get; init; }

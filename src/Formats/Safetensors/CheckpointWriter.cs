@@ -350,7 +350,8 @@ public sealed unsafe class CheckpointWriter : IDisposable
     /// <summary>
     /// Writes one planned tensor from a CPU, contiguous TorchSharp tensor with the planned shape and a dtype with the
     /// same bytes (<see cref="SafetensorsDTypes.FromScalarType"/>). Also accepted, as raw bit patterns: a Byte tensor
-    /// for an F8 spec, and Int16/Int32/Int64 for U16/U32/U64. Tensors of any size (chunked above 2 GiB).
+    /// for an F8 spec, and Int16/Int32/Int64 for U16/U32/U64. Tensors of any size (written in 16 MiB chunks straight
+    /// from the tensor's memory).
     /// The tensor is not disposed.
     /// </summary>
     public void Write(string name, torch.Tensor tensor)
@@ -369,7 +370,7 @@ public sealed unsafe class CheckpointWriter : IDisposable
                 nameof(tensor));
 
         long total = spec.ByteLength;
-        if (total <= int.MaxValue)
+        if (total <= ChunkBytes)
         {
             Write(name, (ReadOnlySpan<byte>)tensor.bytes);
             GC.KeepAlive(tensor);

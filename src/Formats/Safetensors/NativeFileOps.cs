@@ -16,6 +16,9 @@ internal static unsafe class NativeFileOps
     private const int ORdOnly = 0; // opening a directory read-only is enough to fsync it
 
     private static volatile bool _copyFileRangeWorks = OperatingSystem.IsLinux();
+
+    /// <summary>Tests turn this off to exercise the portable path of in-kernel copies.</summary>
+    internal static bool KernelCopyEnabled { get; set; } = true;
     private static volatile bool _madviseWorks = OperatingSystem.IsLinux();
     private static volatile bool _syncFileRangeWorks = OperatingSystem.IsLinux();
     private static volatile bool _dirSyncWorks = OperatingSystem.IsLinux();
@@ -47,7 +50,7 @@ internal static unsafe class NativeFileOps
     public static long TryCopyFileRange(SafeFileHandle source, long sourceOffset, SafeFileHandle destination,
         long destinationOffset, long length)
     {
-        if (!_copyFileRangeWorks || length <= 0) return 0;
+        if (!_copyFileRangeWorks || !KernelCopyEnabled || length <= 0) return 0;
         bool addedIn = false, addedOut = false;
         long done = 0;
         try

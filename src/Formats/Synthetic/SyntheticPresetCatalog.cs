@@ -5,7 +5,7 @@ public static class SyntheticPresetCatalog
 {
     public static IReadOnlyList<SyntheticPreset> All { get; } =
     [
-        new() { Name = "mixtral", Family = "mixtral", ReferenceModel = "Mixtral-8x7B-v0.1", Layers = 4, Experts = 8, TopK = 2, ExpertIntermediate = 64,
+        new() { Name = "mixtral", Family = "mixtral", ReferenceModel = "Mixtral-8x7B-v0.1", Layers = 4, Experts = 8, TopK = 2,
             Description = "Mixtral-8x7B layout: 8 experts top-2, w1/w2/w3 per expert" },
         new() { Name = "deepseek-v3", Family = "deepseek-v3", ReferenceModel = "DeepSeek-R1", Layers = 4, Experts = 16, TopK = 4, Groups = 4, TopKGroups = 2,
             FirstDenseLayers = 1, Description = "DeepSeek-R1/V3 layout: MLA, 1 dense layer, 16 experts in 4 groups, shared expert, sigmoid + correction bias, 1 MTP layer" },

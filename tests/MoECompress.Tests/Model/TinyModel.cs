@@ -1,0 +1,274 @@
+using System.Text.Json.Nodes;
+using MoECompress.Compression.Model;
+using MoECompress.Formats.Families;
+using MoECompress.Formats.Synthetic;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MoECompress.Tests.Model;
+
+/// <summary>
+/// A tiny random model of a real family, built in memory: the real reference config.json scaled down (hidden 8,
+/// 4 experts, vocab 24, ...) and tensors named as the family stores them. Weights come from a seeded
+/// <see cref="System.Random"/>, so models are reproducible and independent of torch's global generator.
+/// </summary>
+internal sealed class TinyModel : IDisposable
+{
+    public const int Hidden = 8;
+    public const int Vocab = 24;
+
+    private TinyModel(string kind, JsonObject config, InMemoryTensorSource source)
+    {
+        Kind = kind;
+        Config = config;
+        Source = source;
+        (Family, MoE) = FamilyRegistry.Read(config, $"tiny-{kind}/config.json");
+    }
+
+    public string Kind { get; }
+    public JsonObject Config { get; }
+    public InMemoryTensorSource Source { get; }
+    public IMoEFamily Family { get; }
+    public MoEConfig MoE { get; }
+
+    public ModelEngine Engine() => new(Source, Family, MoE, Config, $"tiny-{Kind}/config.json");
+
+    /// <summary>The reference config each kind is scaled down from.</summary>
+    public static readonly IReadOnlyDictionary<string, string> ReferenceOf = new Dictionary<string, string>
+    {
+        ["mixtral"] = "Mixtral-8x7B-v0.1",
+        ["qwen2_moe"] = "Qwen1.5-MoE-A2.7B",
+        ["qwen3_moe"] = "Qwen3-30B-A3B",
+        ["olmoe"] = "OLMoE-1B-7B-0924",
+        ["deepseek_v2"] = "DeepSeek-V2-Lite",
+        ["deepseek_v3"] = "DeepSeek-R1",
+    };
+
+    public static IEnumerable<object[]> Kinds => ReferenceOf.Keys.Select(k => new object[] { k });
+
+    /// <summary>Builds a tiny model. <paramref name="configure"/> may edit the scaled config before tensors are made.</summary>
+    public static TinyModel Create(string kind, int layers = 2, int seed = 1, int experts = 4, int topK = 2,
+        Action<JsonObject>? configure = null)
+    {
+        var c = ReferenceConfigs.Load(ReferenceOf[kind]);
+        c.Remove("quantization_config");
+        c["hidden_size"] = Hidden;
+        c["num_hidden_layers"] = layers;
+        c["vocab_size"] = Vocab;
+        c["max_position_embeddings"] = 64;
+        c["num_attention_heads"] = 2;
+        c["num_key_value_heads"] = 1;
+        c["num_experts_per_tok"] = topK;
+        c["rms_norm_eps"] = 1e-5;
+        c["tie_word_embeddings"] = false;
+        switch (kind)
+        {
+            case "mixtral":
+                c["num_local_experts"] = experts;
+                c["intermediate_size"] = 6;
+                c["rope_theta"] = 1000.0;
+                break;
+            case "qwen2_moe":
+                c["num_experts"] = experts;
+                c["moe_intermediate_size"] = 6;
+                c["shared_expert_intermediate_size"] = 5;
+                c["intermediate_size"] = 10;
+                c["mlp_only_layers"] = layers > 2 ? new JsonArray(1) : new JsonArray();
+                c["max_window_layers"] = layers;
+                break;
+            case "qwen3_moe":
+                c["num_experts"] = experts;
+                c["moe_intermediate_size"] = 6;
+                c["intermediate_size"] = 10;
+                c["head_dim"] = 6;
+                c["max_window_layers"] = layers;
+                break;
+            case "olmoe":
+                c["num_experts"] = experts;
+                c["intermediate_size"] = 6;
+                break;
+            case "deepseek_v2":
+                c["n_routed_experts"] = experts;
+                c["moe_intermediate_size"] = 6;
+                c["intermediate_size"] = 10;
+                c["n_shared_experts"] = 1;
+                c["first_k_dense_replace"] = 1;
+                c["n_group"] = 2;
+                c["topk_group"] = 1;
+                c["topk_method"] = "group_limited_greedy";
+                c["routed_scaling_factor"] = 2.0;
+                c["norm_topk_prob"] = false;
+                c["q_lora_rank"] = null;
+                c["kv_lora_rank"] = 4;
+                c["qk_nope_head_dim"] = 4;
+                c["qk_rope_head_dim"] = 2;
+                c["v_head_dim"] = 3;
+                c["num_key_value_heads"] = 2;
+                c["rope_scaling"] = new JsonObject
+                {
+                    ["type"] = "yarn", ["factor"] = 4.0, ["original_max_position_embeddings"] = 16,
+                    ["beta_fast"] = 32, ["beta_slow"] = 1, ["mscale"] = 0.707, ["mscale_all_dim"] = 0.707,
+                };
+                break;
+            case "deepseek_v3":
+                c["n_routed_experts"] = experts;
+                c["moe_intermediate_size"] = 6;
+                c["intermediate_size"] = 10;
+                c["n_shared_experts"] = 1;
+                c["first_k_dense_replace"] = 1;
+                c["n_group"] = 2;
+                c["topk_group"] = 1;
+                c["routed_scaling_factor"] = 2.5;
+                c["q_lora_rank"] = 5;
+                c["kv_lora_rank"] = 4;
+                c["qk_nope_head_dim"] = 4;
+                c["qk_rope_head_dim"] = 4;
+                c["v_head_dim"] = 3;
+                c["num_key_value_heads"] = 2;
+                c["num_nextn_predict_layers"] = 0;
+                c["rope_scaling"] = new JsonObject
+                {
+                    ["type"] = "yarn", ["factor"] = 4.0, ["original_max_position_embeddings"] = 16,
+                    ["beta_fast"] = 32, ["beta_slow"] = 1, ["mscale"] = 1.0, ["mscale_all_dim"] = 0.8,
+                };
+                break;
+            default:
+                throw new ArgumentException($"unknown tiny model kind '{kind}'");
+        }
+        configure?.Invoke(c);
+        var model = new TinyModel(kind, c, new InMemoryTensorSource());
+        model.FillWeights(new Random(seed));
+        return model;
+    }
+
+    private void FillWeights(Random rng)
+    {
+        using var scope = NewDisposeScope();
+        var c = Config;
+        var moe = MoE;
+        int h = Hidden, heads = c["num_attention_heads"]!.GetValue<int>(), kv = c["num_key_value_heads"]!.GetValue<int>();
+        int headDim = c["head_dim"]?.GetValue<int>() ?? h / heads;
+        var src = Source;
+        src.Set("model.embed_tokens.weight", Randn(rng, 1.0, Vocab, h));
+        src.Set("model.norm.weight", Norm(rng, h));
+        src.Set("lm_head.weight", Randn(rng, 0.5, Vocab, h));
+        for (var l = 0; l < moe.NumLayers; l++)
+        {
+            var p = $"model.layers.{l}.";
+            src.Set(p + "input_layernorm.weight", Norm(rng, h));
+            src.Set(p + "post_attention_layernorm.weight", Norm(rng, h));
+            if (Kind.StartsWith("deepseek_v", StringComparison.Ordinal))
+            {
+                int nope = c["qk_nope_head_dim"]!.GetValue<int>(), rope = c["qk_rope_head_dim"]!.GetValue<int>();
+                int v = c["v_head_dim"]!.GetValue<int>(), kvRank = c["kv_lora_rank"]!.GetValue<int>();
+                var qRank = c["q_lora_rank"]?.GetValue<int>();
+                if (qRank is { } r)
+                {
+                    src.Set(p + "self_attn.q_a_proj.weight", Randn(rng, 0.5, r, h));
+                    src.Set(p + "self_attn.q_a_layernorm.weight", Norm(rng, r));
+                    src.Set(p + "self_attn.q_b_proj.weight", Randn(rng, 0.5, heads * (nope + rope), r));
+                }
+                else
+                    src.Set(p + "self_attn.q_proj.weight", Randn(rng, 0.5, heads * (nope + rope), h));
+                src.Set(p + "self_attn.kv_a_proj_with_mqa.weight", Randn(rng, 0.5, kvRank + rope, h));
+                src.Set(p + "self_attn.kv_a_layernorm.weight", Norm(rng, kvRank));
+                src.Set(p + "self_attn.kv_b_proj.weight", Randn(rng, 0.5, heads * (nope + v), kvRank));
+                src.Set(p + "self_attn.o_proj.weight", Randn(rng, 0.5, h, heads * v));
+            }
+            else
+            {
+                src.Set(p + "self_attn.q_proj.weight", Randn(rng, 0.5, heads * headDim, h));
+                src.Set(p + "self_attn.k_proj.weight", Randn(rng, 0.5, kv * headDim, h));
+                src.Set(p + "self_attn.v_proj.weight", Randn(rng, 0.5, kv * headDim, h));
+                src.Set(p + "self_attn.o_proj.weight", Randn(rng, 0.5, h, heads * headDim));
+                if (Kind == "qwen2_moe")
+                {
+                    src.Set(p + "self_attn.q_proj.bias", Randn(rng, 0.2, heads * headDim));
+                    src.Set(p + "self_attn.k_proj.bias", Randn(rng, 0.2, kv * headDim));
+                    src.Set(p + "self_attn.v_proj.bias", Randn(rng, 0.2, kv * headDim));
+                }
+                if (Kind == "qwen3_moe")
+                {
+                    src.Set(p + "self_attn.q_norm.weight", Norm(rng, headDim));
+                    src.Set(p + "self_attn.k_norm.weight", Norm(rng, headDim));
+                }
+                if (Kind == "olmoe")
+                {
+                    src.Set(p + "self_attn.q_norm.weight", Norm(rng, heads * headDim));
+                    src.Set(p + "self_attn.k_norm.weight", Norm(rng, kv * headDim));
+                }
+            }
+
+            if (!moe.IsMoELayer[l])
+            {
+                var inter = moe.DenseIntermediateSize;
+                src.Set(p + "mlp.gate_proj.weight", Randn(rng, 0.5, inter, h));
+                src.Set(p + "mlp.up_proj.weight", Randn(rng, 0.5, inter, h));
+                src.Set(p + "mlp.down_proj.weight", Randn(rng, 0.5, h, inter));
+                continue;
+            }
+            var block = Kind == "mixtral" ? p + "block_sparse_moe." : p + "mlp.";
+            var (g, u, d) = Kind == "mixtral" ? ("w1", "w3", "w2") : ("gate_proj", "up_proj", "down_proj");
+            src.Set(block + "gate.weight", Randn(rng, 1.0, moe.NumExperts, h));
+            if (moe.HasCorrectionBias) src.Set(block + "gate.e_score_correction_bias", Randn(rng, 0.1, moe.NumExperts));
+            var ei = moe.ExpertIntermediateSize;
+            for (var e = 0; e < moe.NumExperts; e++)
+            {
+                src.Set($"{block}experts.{e}.{g}.weight", Randn(rng, 0.5, ei, h));
+                src.Set($"{block}experts.{e}.{u}.weight", Randn(rng, 0.5, ei, h));
+                src.Set($"{block}experts.{e}.{d}.weight", Randn(rng, 0.5, h, ei));
+            }
+            if (moe.SharedExpertIntermediateSize > 0)
+            {
+                var sp = Kind == "qwen2_moe" ? p + "mlp.shared_expert." : p + "mlp.shared_experts.";
+                var si = moe.SharedExpertIntermediateSize;
+                src.Set(sp + "gate_proj.weight", Randn(rng, 0.5, si, h));
+                src.Set(sp + "up_proj.weight", Randn(rng, 0.5, si, h));
+                src.Set(sp + "down_proj.weight", Randn(rng, 0.5, h, si));
+                if (moe.HasSharedExpertGate) src.Set(p + "mlp.shared_expert_gate.weight", Randn(rng, 0.5, 1, h));
+            }
+        }
+    }
+
+    /// <summary>Names of the three weight tensors of a routed expert.</summary>
+    public IEnumerable<string> ExpertTensorNames(int layer, int expert) =>
+        new[] { ExpertProjection.Gate, ExpertProjection.Up, ExpertProjection.Down }
+            .Select(p => Family.ExpertTensor(layer, expert, p, MoE).TensorName);
+
+    /// <summary>Replaces the weights of a routed expert with fresh random values.</summary>
+    public void PerturbExpert(int layer, int expert, int seed)
+    {
+        using var scope = NewDisposeScope();
+        var rng = new Random(seed);
+        foreach (var name in ExpertTensorNames(layer, expert))
+            Source.Set(name, Randn(rng, 0.7, Source.Get(name).shape));
+    }
+
+    public static Tensor Randn(Random rng, double scale, params long[] shape)
+    {
+        var n = shape.Aggregate(1L, (a, b) => a * b);
+        var values = new float[n];
+        for (var i = 0; i < n; i++)
+        {
+            var u1 = 1.0 - rng.NextDouble();
+            var u2 = rng.NextDouble();
+            values[i] = (float)(scale * Math.Sqrt(-2 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2));
+        }
+        return tensor(values, shape);
+    }
+
+    private static Tensor Norm(Random rng, long size)
+    {
+        using var scope = NewDisposeScope();
+        return (Randn(rng, 0.1, size) + 1).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Random token ids in [0, Vocab).</summary>
+    public static int[] Tokens(int seed, int length)
+    {
+        var rng = new Random(seed);
+        return Enumerable.Range(0, length).Select(_ => rng.Next(Vocab)).ToArray();
+    }
+
+    public void Dispose() => Source.Dispose();
+}
