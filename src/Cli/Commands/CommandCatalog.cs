@@ -8,6 +8,8 @@ internal static class CommandCatalog
     public static IEnumerable<Command> Create(TextWriter stdout, TextWriter stderr)
     {
         yield return InspectCommand.Create(stdout);
+        yield return CalibrateCommand.Create(stdout, stderr);
+        yield return EvalCommand.Create(stdout, stderr);
         yield return ReshardCommand.Create(stdout, stderr);
         yield return SynthesizeCommand.Create(stdout, stderr);
     }

@@ -35,7 +35,7 @@ public static class BundledEvaluationData
 
     private static void AddWithParents(List<string> roots, string start, int levels)
     {
-        var dir = new DirectoryInfo(Path.GetFullPath(start));
+        var dir = new DirectoryInfo(Path.TrimEndingDirectorySeparator(Path.GetFullPath(start)));
         for (var i = 0; dir is not null && i < levels; i++, dir = dir.Parent)
             if (!roots.Contains(dir.FullName)) roots.Add(dir.FullName);
     }

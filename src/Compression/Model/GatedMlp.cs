@@ -5,7 +5,9 @@ namespace MoECompress.Compression.Model;
 
 /// <summary>
 /// A gated MLP: down(act(gate(x)) · up(x)). Used for routed experts, shared experts and dense MLP layers.
-/// Weights are [out, in] float32 tensors owned by this object (disposed with it); biases are optional.
+/// Weights are [out, in] tensors owned by this object (disposed with it); biases are optional. Weights stored in
+/// another dtype than the input (bf16 experts, see <see cref="ModelEngine.KeepExpertWeightsInBFloat16"/>) are
+/// converted to the input's dtype for each call, so compute stays float32.
 /// </summary>
 public sealed class GatedMlp : IDisposable
 {
@@ -51,7 +53,7 @@ public sealed class GatedMlp : IDisposable
     {
         using var scope = NewDisposeScope();
         var h = Intermediate(x);
-        return nn.functional.linear(h, Down, DownBias).MoveToOuterDisposeScope();
+        return nn.functional.linear(h, As(Down, x), AsOptional(DownBias, x)).MoveToOuterDisposeScope();
     }
 
     /// <summary>The down_proj input act(gate(x)) · up(x) [..., I] and the output [..., H].</summary>
@@ -59,16 +61,20 @@ public sealed class GatedMlp : IDisposable
     {
         using var scope = NewDisposeScope();
         var h = Intermediate(x);
-        var y = nn.functional.linear(h, Down, DownBias);
+        var y = nn.functional.linear(h, As(Down, x), AsOptional(DownBias, x));
         return (h.MoveToOuterDisposeScope(), y.MoveToOuterDisposeScope());
     }
 
     private Tensor Intermediate(Tensor x)
     {
-        var g = nn.functional.linear(x, Gate, GateBias);
-        var u = nn.functional.linear(x, Up, UpBias);
+        var g = nn.functional.linear(x, As(Gate, x), AsOptional(GateBias, x));
+        var u = nn.functional.linear(x, As(Up, x), AsOptional(UpBias, x));
         return Activate(g, Activation) * u;
     }
+
+    private static Tensor As(Tensor w, Tensor x) => w.dtype == x.dtype ? w : w.to(x.dtype);
+
+    private static Tensor? AsOptional(Tensor? w, Tensor x) => w is null ? null : As(w, x);
 
     /// <summary>Applies a hidden_act activation.</summary>
     public static Tensor Activate(Tensor x, string activation) => activation switch

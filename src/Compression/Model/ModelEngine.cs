@@ -36,6 +36,13 @@ public sealed class ModelEngine
         Rotary = config.CreateRotaryEmbedding();
     }
 
+    /// <summary>
+    /// Keep routed-expert weights in bfloat16 after loading (half the memory of a layer's experts; each expert is
+    /// upcast to float32 when it runs). Lossless when the checkpoint stores its experts in bf16; other storage types
+    /// are rounded to bf16. Default false.
+    /// </summary>
+    public bool KeepExpertWeightsInBFloat16 { get; init; }
+
     public ITensorSource Tensors { get; }
     public IMoEFamily Family { get; }
     public EngineConfig Config { get; }
@@ -236,6 +243,9 @@ public sealed class ModelEngine
             var (gate, gb) = loader.LoadExpert(Family, moe, layer, e, ExpertProjection.Gate, ew + " gate_proj", new[] { inter, h });
             var (up, ub) = loader.LoadExpert(Family, moe, layer, e, ExpertProjection.Up, ew + " up_proj", new[] { inter, h });
             var (down, db) = loader.LoadExpert(Family, moe, layer, e, ExpertProjection.Down, ew + " down_proj", new[] { h, inter });
+            if (KeepExpertWeightsInBFloat16)
+                (gate, up, down) = (loader.Replace(gate, gate.to(ScalarType.BFloat16)), loader.Replace(up, up.to(ScalarType.BFloat16)),
+                    loader.Replace(down, down.to(ScalarType.BFloat16)));
             experts.Add(new GatedMlp(gate, up, down, Config.HiddenAct, gb, ub, db));
         }
 

@@ -119,6 +119,15 @@ internal sealed class WeightLoader : IDisposable
         return t;
     }
 
+    /// <summary>Swaps a tracked tensor for a derived one (e.g. a dtype conversion), disposing the old one.</summary>
+    public Tensor Replace(Tensor old, Tensor replacement)
+    {
+        replacement = replacement.DetachFromDisposeScope();
+        _created.Remove(old);
+        old.Dispose();
+        return Track(replacement);
+    }
+
     /// <summary>Loading succeeded: the created tensors now belong to the caller.</summary>
     public void Commit() => _created.Clear();
 

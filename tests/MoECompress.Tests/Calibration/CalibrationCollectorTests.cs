@@ -49,7 +49,7 @@ public sealed class CalibrationCollectorTests
         {
             var expected = Expected(TinyCalibrationModel.Mixtral, run, stats.Layer, BruteForceRouting.Mixtral);
             AssertLayerMatches(expected, stats, run.Logits!, allTokens: true);
-            Assert.Equal(60.0, stats.GateWeightMass.Sum(), 9); // renormalised top-k gates sum to 1 per token
+            Assert.Equal(60.0, stats.GateWeightMass.Sum(), 4); // renormalised top-k gates (float32) sum to 1 per token
             for (var i = 0; i < expected.E; i++)
                 if (expected.Count[i] < 12) expectedCold.Add((stats.Layer, i));
             maxima[stats.Layer] = expected.MaxAbs;
@@ -143,7 +143,7 @@ public sealed class CalibrationCollectorTests
         {
             var h = s.Hessians![i];
             Assert.Equal(x.Count[i], h.Tokens);
-            Assert.Equal(x.GateMass[i], h.GateWeightSum, 5);
+            Assert.True(Math.Abs(x.GateMass[i] - h.GateWeightSum) <= 1e-5 * Math.Max(1, x.GateMass[i]), $"{where} expert {i} gate weight sum");
             CloseAll(Flatten(x.Hin[i]), h.Input.Select(v => (double)v).ToArray(), $"{where} expert {i} hessian_in");
             CloseAll(Flatten(x.HinW[i]), h.InputWeighted.Select(v => (double)v).ToArray(), $"{where} expert {i} hessian_in_weighted");
             CloseAll(Flatten(x.Hd[i]), h.Down.Select(v => (double)v).ToArray(), $"{where} expert {i} hessian_down");

@@ -138,7 +138,7 @@ public class SyntheticCheckpointTests
         long bytes = big.Tensors.Sum(t => t.ByteCount);
         Assert.InRange(bytes, 40_000_000, 60_000_000);
         Assert.True(big.Sizes.Hidden > small.Sizes.Hidden);
-        Assert.Equal(big.Sizes.Hidden, big.Sizes.ExpertIntermediate);
+        Assert.Equal(big.Sizes.Hidden * small.Sizes.ExpertIntermediate, big.Sizes.ExpertIntermediate * small.Sizes.Hidden);
         Assert.Equal(small.Tensors.Count, big.Tensors.Count);
     }
 

@@ -9,6 +9,13 @@ internal sealed class InMemoryTensorSource : ITensorSource, IDisposable
 {
     private readonly Dictionary<string, Tensor> _tensors = new();
     private readonly List<string> _names = new();
+    private readonly Dictionary<string, SafetensorsDType> _declared = new();
+
+    /// <summary>
+    /// Reports <paramref name="dtype"/> for a tensor in its header entry while <see cref="ToTensor"/> keeps returning the
+    /// stored float values (to exercise code paths keyed on the on-disk dtype, e.g. FP8 block scales).
+    /// </summary>
+    public void DeclareDType(string name, SafetensorsDType dtype) => _declared[name] = dtype;
 
     public IReadOnlyList<string> Names => _names;
 
@@ -38,7 +45,7 @@ internal sealed class InMemoryTensorSource : ITensorSource, IDisposable
     public TensorInfo GetInfo(string name)
     {
         var t = _tensors.TryGetValue(name, out var v) ? v : throw new KeyNotFoundException($"tensor '{name}' is not in the in-memory source");
-        var dtype = t.dtype switch
+        var dtype = _declared.TryGetValue(name, out var declared) ? declared : t.dtype switch
         {
             ScalarType.Float32 => SafetensorsDType.F32,
             ScalarType.BFloat16 => SafetensorsDType.BF16,

@@ -36,7 +36,7 @@ public class LargeTensorTests
             Assert.True(f.GetBytes("from_span").SequenceEqual(bytes));
             Assert.True(f.GetBytes("from_tensor").SequenceEqual(bytes));
             var back = f.ToTensor("from_tensor");
-            Assert.True(back.equal(values).item<bool>());
+            Assert.True(back.eq(values).all().item<bool>());
             var asDouble = f.ToTensor("from_span", torch.ScalarType.Float64);
             Assert.Equal(0.5 * (Elements - 1), asDouble[Elements - 1].item<double>());
         }

@@ -1,0 +1,70 @@
+using System.CommandLine;
+using MoECompress.Cli.Rendering;
+using MoECompress.Compression.Calibration;
+
+namespace MoECompress.Cli.Commands;
+
+/// <summary>
+/// `moe-compress calibrate &lt;model&gt; [--data D] [--samples N] [--seq-len L] [--seed S] [--out P]`: runs calibration
+/// text through the model one layer at a time and writes a calibration profile (router statistics, expert coverage,
+/// super experts, Hessians).
+/// </summary>
+internal static class CalibrateCommand
+{
+    public static Command Create(TextWriter stdout, TextWriter stderr)
+    {
+        var model = new Argument<string>("model") { Description = "Model folder (config.json, safetensors, tokenizer)" };
+        var data = new Option<string?>("--data") { Description = "Calibration text: .txt, .jsonl (\"text\" or \"input_ids\") or a folder of them (default: the bundled calibration set)" };
+        var samples = new Option<int>("--samples") { Description = "Number of sequences (0 = every non-overlapping window)", DefaultValueFactory = _ => 128 };
+        var seqLen = new Option<int>("--seq-len") { Description = "Tokens per sequence", DefaultValueFactory = _ => 512 };
+        var seed = new Option<int>("--seed") { Description = "Sampling seed", DefaultValueFactory = _ => 0 };
+        var output = new Option<string?>("--out") { Description = "Profile folder (default: <model>-calibration beside the current folder)" };
+        var overwrite = new Option<bool>("--overwrite") { Description = "Replace the profile folder if it exists" };
+        var dump = new Option<bool>("--dump-router-logits") { Description = "Also write every token's raw router logits" };
+        var noHessians = new Option<bool>("--no-hessians") { Description = "Skip the expert input Hessians (smaller profile; GPTQ then falls back)" };
+        var cold = new Option<double?>("--cold-threshold") { Description = "Routed tokens below which an expert counts as cold (default max(16, 0.1·N·k/E))" };
+        var microBatch = new Option<int>("--micro-batch") { Description = "Tokens pushed through a layer at once", DefaultValueFactory = _ => 2048 };
+        var command = new Command("calibrate", "Run calibration text through the model layer by layer and write a calibration profile")
+        {
+            model, data, samples, seqLen, seed, output, overwrite, dump, noHessians, cold, microBatch,
+        };
+        command.SetAction(async (parse, ct) =>
+        {
+            Positive(parse.GetValue(seqLen), "--seq-len");
+            Positive(parse.GetValue(microBatch), "--micro-batch");
+            if (parse.GetValue(samples) < 0) throw Usage("--samples", "must be 0 or more");
+            var options = new CalibrateOptions
+            {
+                Model = parse.GetValue(model)!,
+                Data = parse.GetValue(data),
+                Samples = parse.GetValue(samples),
+                SeqLen = parse.GetValue(seqLen),
+                Seed = parse.GetValue(seed),
+                Out = parse.GetValue(output),
+                Overwrite = parse.GetValue(overwrite),
+                DumpRouterLogits = parse.GetValue(dump),
+                CollectHessians = !parse.GetValue(noHessians),
+                ColdThreshold = parse.GetValue(cold),
+                MicroBatch = parse.GetValue(microBatch),
+            };
+            var result = await Calibrator.RunAsync(options, new ConsoleProgress(stderr), ct);
+            var p = result.Profile;
+            stdout.WriteLine($"profile    {result.Directory}");
+            stdout.WriteLine($"tokens     {p.Tokens:N0} in {result.Elapsed.TotalSeconds:0.0} s ({result.TokensPerSecond:N0} tokens/s)");
+            stdout.WriteLine($"layers     {p.Layers.Count} MoE layers profiled");
+            stdout.WriteLine($"cold       {p.Coverage.ColdExperts.Count} cold expert(s) (< {p.Coverage.ColdThreshold:0.#} routed tokens), {p.Coverage.UnusedExperts} never routed");
+            stdout.WriteLine($"super      {p.SuperExperts.Experts.Count} super expert(s)" +
+                (p.SuperExperts.Experts.Count == 0 ? "" : ": " + string.Join(", ", p.SuperExperts.Experts.Select(s => $"L{s.Layer}/E{s.Expert}"))));
+            return 0;
+        });
+        return command;
+    }
+
+    internal static void Positive(int value, string option)
+    {
+        if (value <= 0) throw Usage(option, "must be a positive number");
+    }
+
+    internal static Formats.Errors.MoeCompressException Usage(string option, string problem) =>
+        new(Formats.Errors.ErrorKind.Usage, $"{option}: {problem}");
+}
