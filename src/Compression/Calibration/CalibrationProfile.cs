@@ -102,6 +102,30 @@ public sealed class CalibrationProfile
             toolVersion ?? CurrentToolVersion, createdUtc ?? DateTimeOffset.UtcNow);
     }
 
+    /// <summary>
+    /// Checks that this profile was gathered on a model shaped like <paramref name="moe"/> (same MoE layers, expert count,
+    /// top-k, hidden and expert intermediate sizes): a profile of another model (or of the model before pruning) must not
+    /// drive decisions. Throws <see cref="Formats.Errors.MoeCompressException"/>(Usage) naming the first difference.
+    /// </summary>
+    /// <param name="moe">The model's MoE facts.</param>
+    /// <param name="profilePath">Shown in the error message.</param>
+    public void EnsureMatches(Formats.Families.MoEConfig moe, string profilePath = "calibration profile")
+    {
+        string? problem = null;
+        var moeLayers = moe.MoELayerIndices().ToArray();
+        if (!moeLayers.SequenceEqual(Layers.Select(l => l.Layer)))
+            problem = $"MoE layers [{string.Join(", ", Layers.Select(l => l.Layer))}] differ from the model's [{string.Join(", ", moeLayers)}]";
+        else if (Layers.FirstOrDefault(l => l.NumExperts != moe.NumExperts) is { } e)
+            problem = $"layer {e.Layer} has {e.NumExperts} experts, the model {moe.NumExperts}";
+        else if (Layers.FirstOrDefault(l => l.TopK != moe.TopK) is { } k)
+            problem = $"layer {k.Layer} routes top-{k.TopK}, the model top-{moe.TopK}";
+        else if (Layers.FirstOrDefault(l => l.HiddenSize != moe.HiddenSize || l.IntermediateSize != moe.ExpertIntermediateSize) is { } h)
+            problem = $"layer {h.Layer} has hidden/intermediate sizes {h.HiddenSize}/{h.IntermediateSize}, the model {moe.HiddenSize}/{moe.ExpertIntermediateSize}";
+        if (problem is not null)
+            throw new Formats.Errors.MoeCompressException(Formats.Errors.ErrorKind.Usage,
+                $"{profilePath}: was not gathered on this model ({problem}); calibrate this model first");
+    }
+
     /// <summary>Version of this library.</summary>
     public static string CurrentToolVersion =>
         typeof(CalibrationProfile).Assembly.GetName().Version?.ToString(3) ?? "0.0.0";

@@ -18,11 +18,11 @@ internal static class CalibrationProfileFile
     {
         ArgumentNullException.ThrowIfNull(directory);
         var plan = new List<TensorSpec>();
-        var writes = new List<(string Name, Func<byte[]> Bytes)>();
+        var writes = new List<Action<CheckpointWriter>>();
         void Add<T>(string name, SafetensorsDType dtype, long[] shape, T[] values) where T : struct
         {
             plan.Add(new TensorSpec(name, dtype, shape));
-            writes.Add((name, () => MemoryMarshal.AsBytes(values.AsSpan()).ToArray()));
+            writes.Add(w => w.Write(name, MemoryMarshal.AsBytes(values.AsSpan())));
         }
 
         foreach (var l in profile.Layers)
@@ -63,10 +63,10 @@ internal static class CalibrationProfileFile
             ManifestOptions = OptionsJson(profile.Options),
         };
         using var writer = CheckpointWriter.Create(directory, plan, options);
-        foreach (var (name, bytes) in writes)
+        foreach (var write in writes)
         {
             ct.ThrowIfCancellationRequested();
-            writer.Write(name, bytes());
+            write(writer);
         }
         writer.WriteTextFile(CalibrationProfile.SummaryFileName, SummaryJson(profile).ToJsonString(Indented) + "\n");
         if (profile.RouterLogits is { } dump)

@@ -5,7 +5,8 @@ namespace MoECompress.Compression.Calibration;
 /// <summary>
 /// Input Hessians (un-normalised second moments) of one routed expert's projections, gathered over the calibration
 /// tokens routed to it: Σ x xᵀ and Σ g·x xᵀ for gate_proj/up_proj (x [H]), Σ h hᵀ and Σ g·h hᵀ for down_proj
-/// (h [I]). Sums are accumulated in float64 and kept as float32 (row-major). GPTQ's H = 2/N · Σ x xᵀ is
+/// (h [I]). Each micro-batch's product is computed in float32, the sums over micro-batches in float64, and the result
+/// is kept as float32 (row-major). GPTQ's H = 2/N · Σ x xᵀ is
 /// <c>2 / <see cref="Tokens"/></c> times <see cref="HessianKind.Input"/>; the gate-weighted sums normalise by
 /// <see cref="GateWeightSum"/>. An expert that received no token has all-zero matrices and <see cref="Tokens"/> 0.
 /// </summary>

@@ -5,7 +5,8 @@ namespace MoECompress.Compression.Calibration;
 
 /// <summary>
 /// Running sums of one MoE layer for <see cref="CalibrationCollector"/>: counts as int64, every other sum in float64
-/// (C# arrays; Hessians as float64 tensors owned by this object, allocated when an expert first receives tokens).
+/// (C# arrays; Hessians as float64 tensors owned by this object, allocated when an expert first receives tokens, each
+/// micro-batch's x xᵀ product computed in float32 and added in float64).
 /// </summary>
 internal sealed class MoELayerAccumulator : IDisposable
 {
@@ -78,9 +79,10 @@ internal sealed class MoELayerAccumulator : IDisposable
         AddRow(_outputSum, e, y.sum(0L));
 
         if (_hessians is null) return;
-        var x = a.Input.to(ScalarType.Float64);
-        var h = a.Intermediate.to(ScalarType.Float64);
-        var gw = g.unsqueeze(1);
+        // One micro-batch's products in float32 (at most a few thousand terms per entry), summed over batches in float64.
+        var x = a.Input.to(ScalarType.Float32);
+        var h = a.Intermediate.to(ScalarType.Float32);
+        var gw = a.Gates.to(ScalarType.Float32).reshape(-1, 1);
         Accumulate(HessianKind.Input, e, x.t().mm(x));
         Accumulate(HessianKind.InputWeighted, e, (x * gw).t().mm(x));
         Accumulate(HessianKind.Down, e, h.t().mm(h));
@@ -140,9 +142,9 @@ internal sealed class MoELayerAccumulator : IDisposable
     {
         var slot = _hessians![(int)kind];
         if (slot[expert] is null)
-            slot[expert] = sum.clone().DetachFromDisposeScope();
+            slot[expert] = sum.to(ScalarType.Float64).clone().DetachFromDisposeScope();
         else
-            slot[expert]!.add_(sum);
+            slot[expert]!.add_(sum.to(ScalarType.Float64));
     }
 
     private static void AddVector(double[] target, Tensor values)

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
@@ -39,7 +40,11 @@ public sealed record EvaluationReport
     /// <summary>Wall-clock seconds of the whole evaluation.</summary>
     public double ElapsedSeconds { get; init; }
 
-    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
+    private static readonly JsonSerializerOptions Indented = new()
+    {
+        WriteIndented = true,
+        Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping, // keep ‖, Σ, − readable; the output is a file, not HTML
+    };
 
     /// <summary>The report as indented JSON (snake_case keys; non-finite numbers as null).</summary>
     public string ToJson() => ToJsonObject().ToJsonString(Indented);

@@ -29,18 +29,11 @@ public interface IMoEFamily
     TensorRoleInfo Classify(string tensorName, MoEConfig config);
 
     /// <summary>
-    /// Router weight [E, H] of a decoder or MTP layer. (Takes the config since the contract's first draft: the name
-    /// depends on it for nested multimodal layouts and for MTP layers stored under their own prefix.)
+    /// Router weight [E, H] of a decoder or MTP layer. (The contract's first draft had RouterWeightName(int layer): the name
+    /// depends on the config for nested multimodal layouts, model.language_model., and for MTP layers stored under their
+    /// own prefix, mtp.layers.k.)
     /// </summary>
     string RouterWeightName(int layer, MoEConfig config);
-
-    /// <summary>
-    /// Router weight of decoder layer <paramref name="layer"/> under the family's default module prefix ("model.").
-    /// Wrong for multimodal Qwen3.5/3.6 checkpoints (model.language_model.) and for Qwen MTP layers (mtp.layers.k):
-    /// use <see cref="RouterWeightName(int, MoEConfig)"/>.
-    /// </summary>
-    [Obsolete("Use RouterWeightName(layer, config): the name depends on the config for nested multimodal layouts and MTP layers.")]
-    string RouterWeightName(int layer);
     string? RouterBiasName(int layer, MoEConfig config);
     string? CorrectionBiasName(int layer, MoEConfig config);
 

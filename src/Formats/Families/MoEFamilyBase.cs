@@ -222,9 +222,6 @@ public abstract class MoEFamilyBase : IMoEFamily
     protected abstract string RouterModule { get; }
 
     public string RouterWeightName(int layer, MoEConfig config) => LayerPrefix(layer, config) + RouterModule;
-
-    [Obsolete("Use RouterWeightName(layer, config): the name depends on the config for nested multimodal layouts and MTP layers.")]
-    public string RouterWeightName(int layer) => $"model.layers.{layer}.{RouterModule}";
     public virtual string? RouterBiasName(int layer, MoEConfig config) => null;
     public virtual string? CorrectionBiasName(int layer, MoEConfig config) => null;
     public abstract ExpertTensorRef ExpertTensor(int layer, int expert, ExpertProjection projection, MoEConfig config);

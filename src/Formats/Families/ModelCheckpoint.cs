@@ -53,7 +53,7 @@ public sealed class ModelCheckpoint : IDisposable
     /// config against tensors (InvalidConfig naming config.json, the key and the tensor; InvalidValues for NaN/Inf
     /// routers).
     /// </summary>
-    public static ModelCheckpoint Open(string dir, ModelCheckpointOptions? options = null)
+    public static ModelCheckpoint Open(string dir, ModelCheckpointOptions? options = null, CancellationToken cancellationToken = default)
     {
         options ??= new ModelCheckpointOptions();
         var full = Path.GetFullPath(dir);
@@ -64,7 +64,7 @@ public sealed class ModelCheckpoint : IDisposable
         var tensors = SafetensorsCheckpoint.Open(full);
         try
         {
-            return Validate(full, configPath, config, family, moe, tensors, tensors, options);
+            return Validate(full, configPath, config, family, moe, tensors, tensors, options, cancellationToken);
         }
         catch
         {
@@ -77,20 +77,22 @@ public sealed class ModelCheckpoint : IDisposable
     /// Wraps tensors that are already open (an in-memory or custom source) with a config: same detection and validation
     /// as <see cref="Open(string, ModelCheckpointOptions?)"/>. The checkpoint does not dispose <paramref name="tensors"/>.
     /// </summary>
-    public static ModelCheckpoint FromSource(JsonObject config, string configPath, ITensorSource tensors, ModelCheckpointOptions? options = null)
+    public static ModelCheckpoint FromSource(JsonObject config, string configPath, ITensorSource tensors,
+        ModelCheckpointOptions? options = null, CancellationToken cancellationToken = default)
     {
         var family = FamilyRegistry.Detect(config, configPath);
         var moe = family.ReadConfig(config, configPath);
         var dir = Path.GetDirectoryName(Path.GetFullPath(configPath)) ?? ".";
-        return Validate(dir, configPath, config, family, moe, tensors, null, options ?? new ModelCheckpointOptions());
+        return Validate(dir, configPath, config, family, moe, tensors, null, options ?? new ModelCheckpointOptions(), cancellationToken);
     }
 
     private static ModelCheckpoint Validate(string dir, string configPath, JsonObject config, IMoEFamily family, MoEConfig moe,
-        ITensorSource tensors, IDisposable? owned, ModelCheckpointOptions options)
+        ITensorSource tensors, IDisposable? owned, ModelCheckpointOptions options, CancellationToken cancellationToken)
     {
         moe = family.ResolveLayout(moe, tensors.Names);
         CheckpointValidator.ValidateStructure(family, moe, tensors, configPath);
-        if (options.ValidateRouterValues) CheckpointValidator.ValidateRouterValues(family, moe, tensors);
+        cancellationToken.ThrowIfCancellationRequested();
+        if (options.ValidateRouterValues) CheckpointValidator.ValidateRouterValues(family, moe, tensors, cancellationToken);
         return new ModelCheckpoint(dir, configPath, config, family, moe, tensors, owned);
     }
 

@@ -10,9 +10,9 @@ public static class CheckpointInspector
     /// Opens <paramref name="dir"/> (config.json + safetensors; structure validated, tensor data not read) and inspects it.
     /// Errors are those of <see cref="ModelCheckpoint.Open(string, ModelCheckpointOptions?)"/>.
     /// </summary>
-    public static InspectionReport Inspect(string dir)
+    public static InspectionReport Inspect(string dir, CancellationToken cancellationToken = default)
     {
-        using var checkpoint = ModelCheckpoint.Open(dir, new ModelCheckpointOptions { ValidateRouterValues = false });
+        using var checkpoint = ModelCheckpoint.Open(dir, new ModelCheckpointOptions { ValidateRouterValues = false }, cancellationToken);
         return Inspect(checkpoint);
     }
 

@@ -1,4 +1,4 @@
-using System.Runtime.InteropServices;
+using System.IO.MemoryMappedFiles;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json.Nodes;
@@ -25,7 +25,8 @@ namespace MoECompress.Formats.Safetensors;
 /// <see cref="CopyTensorFrom(string, SafetensorsFile, string?, CancellationToken)"/> copies inside the kernel on Linux
 /// (<c>copy_file_range</c>) and otherwise writes from the source's memory map.</para>
 /// <para>SHA-256 of each shard (for the manifest) is computed by background threads while the caller writes: they
-/// hash the prefix of each shard that is already complete, reading it back from the page cache. When tensors arrive
+/// hash the prefix of each shard that is already complete, straight from a read-only map of the output file (the
+/// page cache; no copy, and the pages are released after hashing). When tensors arrive
 /// in file order the hashes are ready when the last tensor is written; tensors written out of order leave a gap that
 /// stalls that shard's hash until it is filled, and whatever is left is hashed (by all threads, the committing one
 /// included) in <see cref="Commit"/>.</para>
@@ -34,6 +35,7 @@ public sealed unsafe class CheckpointWriter : IDisposable
 {
     private const int ChunkBytes = 16 << 20;
     private const long HashSliceBytes = 64L << 20;
+    private const long WritebackBytes = 64L << 20;
 
     private static readonly string[] WeightExtensions =
     {
@@ -48,9 +50,13 @@ public sealed unsafe class CheckpointWriter : IDisposable
         public required long[] TensorEnds; // file offset of the end of each tensor, data order
         public required bool[] Done;
         public SafeFileHandle? Handle;
+        public MemoryMappedFile? Map;           // read-only view of the output, for hashing
+        public MemoryMappedViewAccessor? View;
+        public byte* Base;
         public int NextIndex;       // first tensor (data order) not completely written
         public long ContiguousEnd;  // bytes [0, ContiguousEnd) are written
         public long HashedTo;
+        public long WritebackFrom;  // writeback started for [0, WritebackFrom)
         public bool Hashing;
         public IncrementalHash Sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         public byte[]? Digest;
@@ -313,6 +319,12 @@ public sealed unsafe class CheckpointWriter : IDisposable
                 FileOptions.None, preallocationSize: length);
             RandomAccess.SetLength(shard.Handle, length);
             RandomAccess.Write(shard.Handle, shard.Plan.Header, 0);
+            shard.Map = MemoryMappedFile.CreateFromFile(shard.Handle, null, 0, MemoryMappedFileAccess.Read,
+                HandleInheritability.None, leaveOpen: true);
+            shard.View = shard.Map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
+            byte* basePointer = null;
+            shard.View.SafeMemoryMappedViewHandle.AcquirePointer(ref basePointer);
+            shard.Base = basePointer + shard.View.PointerOffset;
             shard.ContiguousEnd = shard.Plan.DataSectionOffset;
             AdvanceCompleted(shard);
         }
@@ -325,7 +337,11 @@ public sealed unsafe class CheckpointWriter : IDisposable
 
     // ---------------------------------------------------------------- writing tensors
 
-    /// <summary>Writes one planned tensor's bytes (exactly its planned size). Thread-safe for distinct tensors.</summary>
+    /// <summary>
+    /// Writes one planned tensor's bytes (exactly its planned size) with positional writes in 16 MiB chunks.
+    /// Thread-safe for distinct tensors. To copy a tensor unchanged from an input file, prefer
+    /// <see cref="CopyTensorFrom(string, SafetensorsFile, string?, CancellationToken)"/> (in-kernel, no resident pages).
+    /// </summary>
     /// <exception cref="ArgumentException">Unknown tensor or wrong byte count.</exception>
     /// <exception cref="InvalidOperationException">The tensor was already written.</exception>
     /// <exception cref="MoeCompressException"><see cref="ErrorKind.Io"/> when the write fails.</exception>
@@ -519,8 +535,26 @@ public sealed unsafe class CheckpointWriter : IDisposable
                 Monitor.PulseAll(_lock);
             }
         }
-        if (_options.FlushToDisk && done % (4 * (long)ChunkBytes) == 0)
-            NativeFileOps.TryStartWriteback(shard.Handle!, slot.FileOffset + done - 4L * ChunkBytes, 4L * ChunkBytes);
+        StartWriteback(shard);
+    }
+
+    /// <summary>
+    /// With <see cref="CheckpointWriterOptions.FlushToDisk"/>, starts writing each completed 64 MiB of a shard to disk
+    /// right away (Linux <c>sync_file_range</c>), so the fsync in <see cref="Commit"/> overlaps the copy instead of
+    /// following it.
+    /// </summary>
+    private void StartWriteback(ShardState shard)
+    {
+        if (!_options.FlushToDisk) return;
+        long from, to;
+        lock (_lock)
+        {
+            if (shard.ContiguousEnd - shard.WritebackFrom < WritebackBytes) return;
+            from = shard.WritebackFrom;
+            to = shard.ContiguousEnd;
+            shard.WritebackFrom = to;
+        }
+        NativeFileOps.TryStartWriteback(shard.Handle!, from, to - from);
     }
 
     private void End(Slot slot, bool ok)
@@ -542,6 +576,7 @@ public sealed unsafe class CheckpointWriter : IDisposable
             Monitor.PulseAll(_lock);
         }
         Interlocked.Add(ref _writtenBytes, slot.Length);
+        StartWriteback(slot.Shard);
     }
 
     /// <summary>Moves a shard's contiguous-written mark over every completed tensor. Call under the lock.</summary>
@@ -690,7 +725,8 @@ public sealed unsafe class CheckpointWriter : IDisposable
 
     private void StartHashing()
     {
-        int count = Math.Clamp(Environment.ProcessorCount - 1, 1, 4);
+        // As many hashers as cores: the writing thread mostly waits on the kernel copy, and hashing is the CPU cost.
+        int count = Math.Clamp(Environment.ProcessorCount, 1, 4);
         count = Math.Min(count, Math.Max(1, _shards.Length));
         _hashThreads = new Thread[count];
         for (int i = 0; i < count; i++)
@@ -710,78 +746,77 @@ public sealed unsafe class CheckpointWriter : IDisposable
     /// </summary>
     private void HashLoop(bool commitThread, CancellationToken cancellationToken)
     {
-        byte* buffer = null;
-        try
+        while (true)
         {
-            while (true)
+            ShardState? shard;
+            long from, to;
+            lock (_lock)
             {
-                ShardState? shard = null;
-                long from = 0, to = 0;
-                lock (_lock)
+                while (true)
                 {
-                    while (true)
+                    if (_stopHashing || _hashError is not null) return;
+                    shard = PickShardToHash();
+                    if (shard is not null)
                     {
-                        if (_stopHashing || _hashError is not null) return;
-                        shard = PickShardToHash();
-                        if (shard is not null)
-                        {
-                            shard.Hashing = true;
-                            from = shard.HashedTo;
-                            to = Math.Min(shard.ContiguousEnd, from + HashSliceBytes);
-                            break;
-                        }
-                        if (AllHashed()) return;
-                        if (commitThread)
-                        {
-                            cancellationToken.ThrowIfCancellationRequested();
-                            Monitor.Wait(_lock, 100);
-                        }
-                        else Monitor.Wait(_lock);
+                        shard.Hashing = true;
+                        from = shard.HashedTo;
+                        to = Math.Min(shard.ContiguousEnd, from + HashSliceBytes);
+                        break;
                     }
-                }
-
-                try
-                {
-                    if (buffer == null) buffer = (byte*)NativeMemory.Alloc(ChunkBytes);
-                    for (long at = from; at < to; )
+                    if (AllHashed()) return;
+                    if (commitThread)
                     {
-                        int n = (int)Math.Min(ChunkBytes, to - at);
-                        var span = new Span<byte>(buffer, n);
-                        int filled = 0;
-                        while (filled < n)
-                        {
-                            int r = RandomAccess.Read(shard.Handle!, span[filled..], at + filled);
-                            if (r <= 0) throw new IOException($"{shard.TempPath}: unexpected end of file while hashing");
-                            filled += r;
-                        }
-                        shard.Sha.AppendData(span);
-                        at += n;
+                        cancellationToken.ThrowIfCancellationRequested();
+                        Monitor.Wait(_lock, 100);
                     }
-                }
-                catch (Exception e)
-                {
-                    lock (_lock)
-                    {
-                        _hashError ??= e;
-                        shard.Hashing = false;
-                        Monitor.PulseAll(_lock);
-                    }
-                    return;
-                }
-
-                lock (_lock)
-                {
-                    shard.HashedTo = to;
-                    shard.Hashing = false;
-                    if (to == shard.Plan.FileLength) shard.Digest = shard.Sha.GetHashAndReset();
-                    Monitor.PulseAll(_lock);
+                    else Monitor.Wait(_lock);
                 }
             }
+
+            try
+            {
+                // Hash straight from a read-only map of the output (page cache, no copy), then drop the pages from
+                // this process so the resident size stays small.
+                for (long at = from; at < to; )
+                {
+                    int n = (int)Math.Min(ChunkBytes, to - at);
+                    shard.Sha.AppendData(new ReadOnlySpan<byte>(shard.Base + at, n));
+                    NativeFileOps.TryReleaseMappedPages(shard.Base, shard.Plan.FileLength, at, n);
+                    at += n;
+                }
+            }
+            catch (Exception e)
+            {
+                lock (_lock)
+                {
+                    _hashError ??= e;
+                    shard.Hashing = false;
+                    Monitor.PulseAll(_lock);
+                }
+                return;
+            }
+
+            lock (_lock)
+            {
+                shard.HashedTo = to;
+                shard.Hashing = false;
+                if (to == shard.Plan.FileLength) shard.Digest = shard.Sha.GetHashAndReset();
+                Monitor.PulseAll(_lock);
+            }
         }
-        finally
+    }
+
+    private static void CloseMapping(ShardState shard)
+    {
+        if (shard.Base != null)
         {
-            if (buffer != null) NativeMemory.Free(buffer);
+            shard.Base = null;
+            shard.View!.SafeMemoryMappedViewHandle.ReleasePointer();
         }
+        shard.View?.Dispose();
+        shard.Map?.Dispose();
+        shard.View = null;
+        shard.Map = null;
     }
 
     private ShardState? PickShardToHash()
@@ -852,6 +887,7 @@ public sealed unsafe class CheckpointWriter : IDisposable
         var shardEntries = new List<ManifestFileEntry>(_shards.Length);
         foreach (var s in _shards)
         {
+            CloseMapping(s);
             if (_options.FlushToDisk) RandomAccess.FlushToDisk(s.Handle!);
             s.Handle!.Dispose();
             shardEntries.Add(new ManifestFileEntry(s.Plan.FileName, s.Plan.FileLength, Convert.ToHexStringLower(s.Digest!))
@@ -970,6 +1006,7 @@ public sealed unsafe class CheckpointWriter : IDisposable
         foreach (var t in _hashThreads) t.Join();
         foreach (var s in _shards)
         {
+            CloseMapping(s);
             s.Handle?.Dispose();
             s.Sha.Dispose();
         }

@@ -213,7 +213,10 @@ public sealed unsafe class SafetensorsFile : ITensorSource, IDisposable
         return n;
     }
 
-    /// <summary>Writes a tensor's bytes to a stream in 16 MiB chunks straight from the mapping.</summary>
+    /// <summary>
+    /// Writes a tensor's bytes to a stream in 16 MiB chunks straight from the mapping, releasing each chunk's mapped
+    /// pages afterwards.
+    /// </summary>
     public void CopyTo(string name, Stream destination, CancellationToken cancellationToken = default)
     {
         var info = GetInfo(name);
@@ -223,6 +226,7 @@ public sealed unsafe class SafetensorsFile : ITensorSource, IDisposable
             cancellationToken.ThrowIfCancellationRequested();
             int n = (int)Math.Min(ChunkBytes, info.ByteLength - done);
             destination.Write(new ReadOnlySpan<byte>(p + done, n));
+            NativeFileOps.TryReleaseMappedPages(_base, FileLength, DataSectionOffset + info.DataBegin + done, n);
             done += n;
         }
     }
@@ -250,6 +254,8 @@ public sealed unsafe class SafetensorsFile : ITensorSource, IDisposable
     /// <summary>
     /// A new CPU tensor with a copy of the data, of type <see cref="SafetensorsDTypes.ToScalarType"/> (U16 → Int32,
     /// U32/U64 → Int64, F8 → Float32 decoded exactly) or converted to <paramref name="as"/>. The caller disposes it.
+    /// The mapped source pages are released afterwards (see <see cref="ReleaseMappedPages"/>), so reading a model
+    /// tensor by tensor does not grow the resident size.
     /// </summary>
     /// <exception cref="MoeCompressException">A U64 value does not fit Int64 (<see cref="ErrorKind.InvalidValues"/>).</exception>
     public torch.Tensor ToTensor(string name, torch.ScalarType? @as = null)
@@ -264,6 +270,8 @@ public sealed unsafe class SafetensorsFile : ITensorSource, IDisposable
         {
             using var flat = tensor.view(-1);
             FillFlat(flat, info, src, count);
+            // The copy is what the caller keeps: stop counting the mapped source pages towards this process.
+            NativeFileOps.TryReleaseMappedPages(_base, FileLength, DataSectionOffset + info.DataBegin, info.ByteLength);
         }
         if (@as is { } target && target != natural) tensor = tensor.to_type(target);
         return tensor.MoveToOuterDisposeScope();

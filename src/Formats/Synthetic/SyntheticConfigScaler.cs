@@ -7,7 +7,7 @@ namespace MoECompress.Formats.Synthetic;
 /// <summary>Resolved sizes of one synthetic checkpoint.</summary>
 public sealed record SyntheticSizes(
     int Layers, int Experts, int TopK, int Hidden, int ExpertIntermediate, int DenseIntermediate, int SharedIntermediate,
-    int Heads, int KvHeads, int Vocab, int? Groups, int? TopKGroups, int? FirstDenseLayers);
+    int Heads, int KvHeads, int HeadDim, int Vocab, int? Groups, int? TopKGroups, int? FirstDenseLayers);
 
 /// <summary>
 /// Turns a real config.json into a small one: every size key the model family reads is rewritten consistently
@@ -40,7 +40,7 @@ public static class SyntheticConfigScaler
         int? firstDense = preset.FirstDenseLayers is int fd ? Math.Min(fd, layers - 1) : null;
         return new SyntheticSizes(layers, experts, topK, hidden, preset.ExpertIntermediate * multiplier,
             preset.DenseIntermediate * multiplier, preset.SharedIntermediate * multiplier, preset.Heads, preset.KvHeads,
-            preset.Vocab, groups, topKGroups, firstDense);
+            preset.HeadDim ?? hidden / preset.Heads, preset.Vocab, groups, topKGroups, firstDense);
     }
 
     /// <summary>The scaled config.json of <paramref name="preset"/>.</summary>
@@ -49,7 +49,7 @@ public static class SyntheticConfigScaler
         var root = ReferenceConfigs.Load(preset.ReferenceModel);
         var section = root["text_config"] as JsonObject ?? root;
         bool qwenOrDeepSeek = preset.Family.StartsWith("qwen", StringComparison.Ordinal) || preset.Family.StartsWith("deepseek", StringComparison.Ordinal);
-        int headDim = s.Hidden / s.Heads;
+        int headDim = s.HeadDim;
 
         section["hidden_size"] = s.Hidden;
         section["num_hidden_layers"] = s.Layers;
@@ -145,10 +145,13 @@ public static class SyntheticConfigScaler
             if (section[key] is not JsonObject rope || rope["mrope_section"] is not JsonArray mrope || mrope.Count == 0) continue;
             double partial = rope["partial_rotary_factor"]?.GetValue<double>() ?? section["partial_rotary_factor"]?.GetValue<double>() ?? 1.0;
             int target = Math.Max(1, (int)(headDim * partial) / 2);
+            // Largest-remainder apportionment keeps the sections' proportions.
             var orig = mrope.Select(n => n!.GetValue<int>()).ToArray();
-            int sum = orig.Sum();
-            var scaled = orig.Select(v => v * target / sum).ToArray();
-            scaled[0] += target - scaled.Sum();
+            double sum = orig.Sum();
+            var exact = orig.Select(v => v * target / sum).ToArray();
+            var scaled = exact.Select(x => (int)Math.Floor(x)).ToArray();
+            foreach (int i in Enumerable.Range(0, orig.Length).OrderByDescending(i => exact[i] - scaled[i]).ThenBy(i => i).Take(target - scaled.Sum()))
+                scaled[i]++;
             rope["mrope_section"] = new JsonArray(scaled.Select(v => (JsonNode?)v).ToArray());
         }
     }

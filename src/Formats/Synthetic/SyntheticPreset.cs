@@ -25,6 +25,8 @@ public sealed record SyntheticPreset
     public int Heads { get; init; } = 4;
     public int KvHeads { get; init; } = 2;
     public int Vocab { get; init; } = 256;
+    /// <summary>Attention head size where the model sets head_dim independently of hidden / heads (Qwen3.5); null = hidden / heads.</summary>
+    public int? HeadDim { get; init; }
     /// <summary>DeepSeek group-limited routing: groups and groups kept (null = keep the config's, which must fit).</summary>
     public int? Groups { get; init; }
     public int? TopKGroups { get; init; }

@@ -135,6 +135,19 @@ public sealed class CalibrationProfileTests
     }
 
     [Fact]
+    public void AProfileMatchesItsOwnModelOnly()
+    {
+        using var mixtral = ModelCheckpoint.Open(TinyCalibrationModel.Mixtral);
+        using var deepseek = ModelCheckpoint.Open(TinyCalibrationModel.DeepSeekV3);
+        Profile.Value.EnsureMatches(mixtral.MoE);
+        var ex = Assert.Throws<MoeCompressException>(() => Profile.Value.EnsureMatches(deepseek.MoE, "p/profile.json"));
+        Assert.Equal(ErrorKind.Usage, ex.Kind);
+        Assert.StartsWith("p/profile.json: was not gathered on this model (MoE layers", ex.Message);
+        var fewer = Assert.Throws<MoeCompressException>(() => Profile.Value.EnsureMatches(mixtral.MoE with { NumExperts = 6 }));
+        Assert.Contains("has 8 experts, the model 6", fewer.Message);
+    }
+
+    [Fact]
     public void SavingOverAnExistingFolderNeedsOverwrite()
     {
         var dir = TinyCalibrationModel.NewPath("profile-exists");

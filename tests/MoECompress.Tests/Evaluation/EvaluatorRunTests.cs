@@ -157,6 +157,18 @@ public sealed class EvaluatorRunTests : IDisposable
         Assert.Contains("--context 65", ex.Message);
     }
 
+    [Fact]
+    public async Task MissingModelFolderIsNamed()
+    {
+        var missing = Path.Combine(_root, "no-such-model");
+
+        var ex = await Assert.ThrowsAsync<MoeCompressException>(() =>
+            Evaluator.RunAsync(new EvaluateOptions { Model = missing, Data = SaveText() }));
+
+        Assert.Equal(ErrorKind.Usage, ex.Kind);
+        Assert.Contains(missing, ex.Message);
+    }
+
     /// <summary>Collects progress lines synchronously (Progress&lt;T&gt; would post them later).</summary>
     private sealed class SyncProgress(List<string> lines) : IProgress<string>
     {
