@@ -27,6 +27,12 @@ public sealed class ModelEngine
     {
     }
 
+    /// <summary>Binds an opened checkpoint (see <see cref="ModelCheckpoint.Open"/>). The checkpoint must stay open while the engine is used.</summary>
+    public ModelEngine(ModelCheckpoint checkpoint)
+        : this(checkpoint.Tensors, checkpoint.Family, checkpoint.MoE, checkpoint.Config, checkpoint.ConfigPath)
+    {
+    }
+
     /// <summary>Binds a checkpoint with an engine configuration built (or adjusted) by the caller.</summary>
     public ModelEngine(ITensorSource tensors, IMoEFamily family, EngineConfig config)
     {
@@ -77,7 +83,7 @@ public sealed class ModelEngine
     internal static MoeCompressException NotSupported(string family, string? modelType) =>
         new(ErrorKind.Infeasible,
             $"forward pass not supported for family {family}{(modelType is null ? "" : $" (model_type '{modelType}')")} yet; " +
-            $"data-free commands (inspect, plan, prune by router norms, quantize RTN, ...) still work; forward-capable: {string.Join(", ", EngineConfig.SupportedModelTypes)}");
+            $"data-free commands (inspect, ...) still work; the forward engine runs model types {string.Join(", ", EngineConfig.SupportedModelTypes)}");
 
     private static EngineConfig FromConfigChecked(IMoEFamily family, MoEConfig moe, JsonObject config, string configPath)
     {

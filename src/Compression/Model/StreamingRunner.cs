@@ -62,8 +62,23 @@ public sealed class StreamingRunner
         }
     }
 
+    /// <summary>Full log-probabilities log_softmax(logits) [L_i, V] per sequence (float32; the caller disposes them).</summary>
+    public IReadOnlyList<Tensor> ComputeLogProbs(IReadOnlyList<IReadOnlyList<int>> sequences, ILayerObserver? observer = null,
+        IProgress<StreamingProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        var logits = ComputeLogits(sequences, observer, progress, cancellationToken);
+        try
+        {
+            return logits.Select(l => l.log_softmax(-1).DetachFromDisposeScope()).ToArray();
+        }
+        finally
+        {
+            foreach (var l in logits) l.Dispose();
+        }
+    }
+
     /// <summary>
-    /// log p(token[t+1] | tokens[0..t]) for t = 0 … L−2 of each sequence (perplexity, KL-free evaluation).
+    /// log p(token[t+1] | tokens[0..t]) for t = 0 … L−2 of each sequence (perplexity); no [L, V] tensor is kept.
     /// </summary>
     public IReadOnlyList<float[]> ComputeNextTokenLogProbs(IReadOnlyList<IReadOnlyList<int>> sequences, ILayerObserver? observer = null,
         IProgress<StreamingProgress>? progress = null, CancellationToken cancellationToken = default)

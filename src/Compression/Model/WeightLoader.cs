@@ -45,23 +45,26 @@ internal sealed class WeightLoader : IDisposable
     public (Tensor Weight, Tensor? Bias) LoadExpert(IMoEFamily family, MoEConfig moe, int layer, int expert,
         ExpertProjection projection, string what, long[] shape)
     {
+        var r = family.ExpertTensor(layer, expert, projection, moe);
+        foreach (var name in new[] { r.TensorName, r.BiasName, r.ScalesName })
+            if (name is not null && !_source.Contains(name))
+                throw new MoeCompressException(ErrorKind.InvalidCheckpoint, $"tensor '{name}' ({what}) is missing from the checkpoint");
         Tensor w;
+        Tensor? b;
         try
         {
             w = ExpertWeights.Load(_source, family, moe, layer, expert, projection).DetachFromDisposeScope();
+            CheckShape(w, r.TensorName, what, shape);
+            Track(w);
+            b = ExpertWeights.LoadBias(_source, family, moe, layer, expert, projection)?.DetachFromDisposeScope();
         }
-        catch (CheckpointFormatException) { throw; }
-        catch (MoeCompressException) { throw; }
         catch (Exception ex) when (ex is ArgumentException or KeyNotFoundException)
         {
-            throw new MoeCompressException(ErrorKind.InvalidCheckpoint, $"{what}: {ex.Message}", ex);
+            throw new MoeCompressException(ErrorKind.InvalidCheckpoint, $"tensor '{r.TensorName}' ({what}): {ex.Message}", ex);
         }
-        CheckShape(w, family.ExpertTensor(layer, expert, projection, moe).TensorName, what, shape);
-        Track(w);
-        var b = ExpertWeights.LoadBias(_source, family, moe, layer, expert, projection)?.DetachFromDisposeScope();
         if (b is not null)
         {
-            CheckShape(b, family.ExpertTensor(layer, expert, projection, moe).BiasName!, what + " bias", new[] { shape[0] });
+            CheckShape(b, r.BiasName!, what + " bias", new[] { shape[0] });
             Track(b);
         }
         return (w, b);

@@ -85,16 +85,31 @@ public static class SyntheticCheckpoint
         using var writer = CheckpointWriter.Create(destDir, specs, writerOptions);
         progress?.Report($"{preset.Name}: {tensors.Count} tensors, {total:N0} bytes in {writer.Shards.Count} shard(s)");
         long written = 0, reported = 0;
-        foreach (var tensor in tensors)
+        // Two-stage pipeline: the next tensor's values are generated while the current one is written.
+        Task<byte[]>? pending = null;
+        for (int k = 0; k < tensors.Count; k++)
         {
             cancellationToken.ThrowIfCancellationRequested();
+            var tensor = tensors[k];
+            var buffer = pending is null ? Generate(tensor, options.Seed) : pending.GetAwaiter().GetResult();
+            if (k + 1 < tensors.Count)
+            {
+                var next = tensors[k + 1];
+                pending = Task.Run(() => Generate(next, options.Seed), cancellationToken);
+            }
+            else
+            {
+                pending = null;
+            }
             int length = checked((int)tensor.ByteCount);
-            var buffer = ArrayPool<byte>.Shared.Rent(Math.Max(length, 1));
             try
             {
-                var span = buffer.AsSpan(0, length);
-                SyntheticValueGenerator.Fill(tensor, options.Seed, span);
-                writer.Write(tensor.Name, span);
+                writer.Write(tensor.Name, buffer.AsSpan(0, length));
+            }
+            catch
+            {
+                try { pending?.GetAwaiter().GetResult(); } catch (OperationCanceledException) { }
+                throw;
             }
             finally
             {
@@ -114,6 +129,14 @@ public static class SyntheticCheckpoint
         progress?.Report($"{preset.Name}: written to {writer.Destination} in {clock.Elapsed.TotalSeconds:F1} s");
         return new SyntheticCheckpointInfo(writer.Destination, preset, sizes, config, tensors.Count, total,
             writer.Shards.Count, shardBytes, clock.Elapsed);
+    }
+
+    private static byte[] Generate(SyntheticTensor tensor, int seed)
+    {
+        int length = checked((int)tensor.ByteCount);
+        var buffer = ArrayPool<byte>.Shared.Rent(Math.Max(length, 1));
+        SyntheticValueGenerator.Fill(tensor, seed, buffer.AsSpan(0, length));
+        return buffer;
     }
 
     /// <summary>generation_config.json with the (remapped) special token ids of the config.</summary>

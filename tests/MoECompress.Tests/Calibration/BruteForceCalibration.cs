@@ -4,13 +4,6 @@ using TorchSharp;
 
 namespace MoECompress.Tests.Calibration;
 
-/// <summary>The routing rule of a model family, written out by hand for the brute-force reference.</summary>
-internal sealed record BruteForceRouting(bool Sigmoid, bool Renormalize, double ScalingFactor, int Groups, int TopKGroups, bool UseCorrectionBias)
-{
-    public static readonly BruteForceRouting Mixtral = new(false, true, 1.0, 1, 1, false);
-    public static BruteForceRouting DeepSeekV3(double scaling, int groups, int topKGroups) => new(true, true, scaling, groups, topKGroups, true);
-}
-
 /// <summary>
 /// Expected calibration statistics of one MoE layer computed the slow, obvious way: a loop over tokens that recomputes
 /// the router logits with a plain matrix-vector product in float64, softmax or sigmoid, the (group-limited) top-k,

@@ -148,6 +148,16 @@ public class ModelForwardTests
     }
 
     [Fact]
+    public void MissingExpertTensorIsNamedInTheError()
+    {
+        using var model = TinyModel.Create("deepseek_v3", layers: 2);
+        model.Source.Remove("model.layers.1.mlp.experts.2.up_proj.weight");
+        var ex = Assert.Throws<Formats.Errors.MoeCompressException>(() => model.Engine().LoadLayer(1).Dispose());
+        Assert.Contains("model.layers.1.mlp.experts.2.up_proj.weight", ex.Message);
+        Assert.Contains("layer 1 expert 2 up_proj", ex.Message);
+    }
+
+    [Fact]
     public void WrongShapeIsNamedInTheError()
     {
         using var model = TinyModel.Create("olmoe", layers: 2);

@@ -50,6 +50,25 @@ public class StreamingRunnerTests
         }
     }
 
+    [Theory]
+    [MemberData(nameof(TinyModel.Kinds), MemberType = typeof(TinyModel))]
+    public void EngineRunsFromAValidatedCheckpoint(string kind)
+    {
+        using var model = TinyModel.Create(kind, layers: 2);
+        using var checkpoint = Formats.Families.ModelCheckpoint.FromSource(model.Config, $"tiny-{kind}/config.json", model.Source);
+        var fromCheckpoint = new ModelEngine(checkpoint).CreateRunner().ComputeLogits(Sequences);
+        var direct = model.Engine().CreateRunner().ComputeLogits(Sequences);
+        try
+        {
+            AssertAllClose(direct, fromCheckpoint, 0, kind);
+        }
+        finally
+        {
+            DisposeAll(direct);
+            DisposeAll(fromCheckpoint);
+        }
+    }
+
     [Fact]
     public void SpilledHiddenStatesGiveTheSameLogitsAsHiddenStatesInMemory()
     {
@@ -120,8 +139,11 @@ public class StreamingRunnerTests
         var runner = model.Engine().CreateRunner(new StreamingOptions { HeadChunkTokens = 2 });
         var logits = runner.ComputeLogits(Sequences);
         var logProbs = runner.ComputeNextTokenLogProbs(Sequences);
+        var full = runner.ComputeLogProbs(Sequences);
         try
         {
+            for (var s = 0; s < Sequences.Length; s++)
+                Assert.True(full[s].allclose(logits[s].log_softmax(-1), 1e-6, 1e-6));
             for (var s = 0; s < Sequences.Length; s++)
             {
                 Assert.Equal(Sequences[s].Length - 1, logProbs[s].Length);
@@ -133,6 +155,7 @@ public class StreamingRunnerTests
         finally
         {
             DisposeAll(logits);
+            DisposeAll(full);
         }
     }
 
