@@ -85,21 +85,8 @@ internal static class IoBenchmark
         return 0;
     }
 
-    private static long RunChild(string source, string destination)
-    {
-        var self = Environment.ProcessPath ?? throw new InvalidOperationException("no process path");
-        var psi = new ProcessStartInfo(self) { RedirectStandardOutput = true, UseShellExecute = false };
-        if (self.EndsWith("dotnet", StringComparison.Ordinal)) psi.ArgumentList.Add(typeof(IoBenchmark).Assembly.Location);
-        psi.ArgumentList.Add(ChildVerb);
-        psi.ArgumentList.Add(source);
-        psi.ArgumentList.Add(destination);
-        using var p = Process.Start(psi)!;
-        string output = p.StandardOutput.ReadToEnd();
-        p.WaitForExit();
-        if (p.ExitCode != 0) throw new InvalidOperationException($"rewrite child failed ({p.ExitCode}): {output}");
-        var line = output.Split('\n').First(l => l.StartsWith("peak_rss_bytes=", StringComparison.Ordinal));
-        return long.Parse(line["peak_rss_bytes=".Length..]);
-    }
+    private static long RunChild(string source, string destination) =>
+        long.Parse(ChildProcess.Value(ChildProcess.Run(ChildVerb, source, destination), "peak_rss_bytes"));
 
     private static double Time(Action action)
     {
