@@ -187,3 +187,17 @@ public class SyntheticCheckpointTests
         Assert.Contains(plan.Tensors, t => t.Name.StartsWith("model.visual.", StringComparison.Ordinal));
     }
 }
+
+public class SyntheticCheckpointCancellationTests
+{
+    [Fact]
+    public void CancelledWriteLeavesNoDestination()
+    {
+        using var dir = new TempDirectory();
+        using var cts = new CancellationTokenSource();
+        cts.Cancel();
+        Assert.ThrowsAny<OperationCanceledException>(() => SyntheticCheckpoint.Write("mixtral", dir.Path, null, null, cts.Token));
+        Assert.False(Directory.Exists(dir.Path));
+        Assert.Empty(Directory.GetDirectories(dir.Root));
+    }
+}
