@@ -98,7 +98,7 @@ public sealed record EngineConfig
         if (modelType is null || !SupportedModelTypes.Contains(modelType))
             throw ModelEngine.NotSupported(moe.Family, modelType);
 
-        var c = new ConfigReader(config, configPath);
+        var c = new EngineConfigReader(config, configPath);
         var hidden = moe.HiddenSize;
         var heads = c.RequiredInt("num_attention_heads");
         if (heads <= 0) throw c.Invalid("num_attention_heads", $"must be positive, found {heads}");
@@ -117,7 +117,7 @@ public sealed record EngineConfig
 
         var scaling = RopeScaling.Parse(c);
         var theta = c.Double("rope_theta")
-                    ?? (c.Node("rope_parameters") is JsonObject rp ? new ConfigReader(rp, configPath).Double("rope_theta") : null)
+                    ?? (c.Node("rope_parameters") is JsonObject rp ? new EngineConfigReader(rp, configPath).Double("rope_theta") : null)
                     ?? 10000.0;
         var maxPos = c.Int("max_position_embeddings") ?? 4096;
 
@@ -175,7 +175,7 @@ public sealed record EngineConfig
         if (c.Node("quantization_config") is JsonObject q && q["weight_block_size"] is JsonArray wbs)
         {
             if (wbs.Count != 2) throw c.Invalid("quantization_config.weight_block_size", "must hold two integers");
-            var qr = new ConfigReader(q, configPath);
+            var qr = new EngineConfigReader(q, configPath);
             blockSize = wbs.Select((n, i) => qr.ReadInt(n, $"quantization_config.weight_block_size[{i}]") is { } v && v > 0 ? v
                 : throw c.Invalid("quantization_config.weight_block_size", "must hold two positive integers")).ToArray();
         }
@@ -205,7 +205,7 @@ public sealed record EngineConfig
         };
     }
 
-    private static RouterSpec BuildRouter(ConfigReader c, string modelType, MoEConfig moe)
+    private static RouterSpec BuildRouter(EngineConfigReader c, string modelType, MoEConfig moe)
     {
         var isDeepSeek = modelType is "deepseek" or "deepseek_v2" or "deepseek_v3";
         RouterSpec spec;

@@ -58,12 +58,12 @@ public sealed record RopeScaling
     /// Reads the scaling block of a config: <c>rope_scaling</c>, else <c>rope_parameters</c>; null or a "default" type
     /// gives <see cref="None"/>. Unknown types throw InvalidConfig.
     /// </summary>
-    internal static RopeScaling Parse(ConfigReader config)
+    internal static RopeScaling Parse(EngineConfigReader config)
     {
         var key = config.Has("rope_scaling") ? "rope_scaling" : config.Has("rope_parameters") ? "rope_parameters" : null;
         if (key is null) return None;
         if (config.Node(key) is not JsonObject obj) throw config.Invalid(key, "must be an object");
-        var sub = new ConfigReader(obj, config.Path);
+        var sub = new EngineConfigReader(obj, config.Path);
         var typeName = sub.String("rope_type") ?? sub.String("type") ?? "default";
         var type = typeName switch
         {
@@ -106,16 +106,16 @@ public sealed record RopeScaling
         return scaling;
     }
 
-    private static T? Prefixed<T>(ConfigReader sub, string key, string name, Func<ConfigReader, T?> read) where T : struct
+    private static T? Prefixed<T>(EngineConfigReader sub, string key, string name, Func<EngineConfigReader, T?> read) where T : struct
     {
         try { return read(sub); }
         catch (Formats.Errors.MoeCompressException)
         {
-            throw sub.Invalid($"{key}.{name}", $"has an unusable value {ConfigReader.Describe(sub.Node(name))}");
+            throw sub.Invalid($"{key}.{name}", $"has an unusable value {EngineConfigReader.Describe(sub.Node(name))}");
         }
     }
 
-    private static IReadOnlyList<double>? ReadList(ConfigReader sub, string key, string name)
+    private static IReadOnlyList<double>? ReadList(EngineConfigReader sub, string key, string name)
     {
         var node = sub.Node(name);
         if (node is null) return null;

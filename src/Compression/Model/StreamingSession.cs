@@ -16,6 +16,7 @@ public sealed class StreamingSession : IDisposable
     private readonly IReadOnlyList<MicroBatch> _batches;
     private readonly Dictionary<int, RotaryTables> _rope = new();
     private readonly IProgress<StreamingProgress>? _progress;
+    private int? _failedLayer;
 
     internal StreamingSession(ModelEngine engine, IReadOnlyList<IReadOnlyList<int>> sequences, StreamingOptions options,
         IProgress<StreamingProgress>? progress, CancellationToken cancellationToken)
@@ -103,9 +104,12 @@ public sealed class StreamingSession : IDisposable
     public void RunNextLayer(ILayerObserver? observer = null, CancellationToken cancellationToken = default)
     {
         if (AllLayersDone) throw new InvalidOperationException("every decoder layer has already run");
+        ThrowIfFailed();
         var index = NextLayer;
         _progress?.Report(new StreamingProgress(StreamingStage.LoadingLayer, index, NumLayers, 0, Sequences.Count));
         using var noGrad = no_grad();
+        // A failure mid-layer leaves some sequences one layer ahead of the others: the session cannot go on.
+        _failedLayer = index;
         using (var layer = Engine.LoadLayer(index))
         {
             observer?.OnLayerStart(layer);
@@ -122,7 +126,14 @@ public sealed class StreamingSession : IDisposable
             }
             observer?.OnLayerEnd(layer);
         }
+        _failedLayer = null;
         NextLayer = index + 1;
+    }
+
+    private void ThrowIfFailed()
+    {
+        if (_failedLayer is { } l)
+            throw new InvalidOperationException($"this session failed or was cancelled during layer {l}; start a new one");
     }
 
     /// <summary>Runs every remaining decoder layer.</summary>
@@ -132,7 +143,11 @@ public sealed class StreamingSession : IDisposable
     }
 
     /// <summary>The current hidden states [L, H] of one sequence (output of layer NextLayer − 1; embeddings before any layer). New tensor.</summary>
-    public Tensor ReadHiddenStates(int sequence) => _store.Read(sequence);
+    public Tensor ReadHiddenStates(int sequence)
+    {
+        ThrowIfFailed();
+        return _store.Read(sequence);
+    }
 
     /// <summary>
     /// After the last layer: final norm + lm_head, applied per sequence in chunks of
@@ -140,6 +155,7 @@ public sealed class StreamingSession : IDisposable
     /// </summary>
     public void ApplyHead(Action<SequenceLogits> onLogits, CancellationToken cancellationToken = default)
     {
+        ThrowIfFailed();
         if (!AllLayersDone) throw new InvalidOperationException($"layers {NextLayer}..{NumLayers - 1} have not run yet");
         using var noGrad = no_grad();
         using var head = Engine.LoadHead();

@@ -249,6 +249,19 @@ public class StreamingRunnerTests
             model.Engine().CreateRunner().Run(Sequences, _ => { }, cancellationToken: cts.Token));
     }
 
+    [Fact]
+    public void ASessionInterruptedMidLayerRefusesToGoOn()
+    {
+        using var model = TinyModel.Create("mixtral", layers: 2);
+        using var cts = new CancellationTokenSource();
+        using var session = model.Engine().CreateRunner().Start(Sequences);
+        session.RunNextLayer();
+        var cancelOnStart = new DelegateObserver(onLayerStart: _ => cts.Cancel());
+        Assert.ThrowsAny<OperationCanceledException>(() => session.RunNextLayer(cancelOnStart, cts.Token));
+        Assert.Throws<InvalidOperationException>(() => session.RunNextLayer());
+        Assert.Throws<InvalidOperationException>(() => session.ReadHiddenStates(0));
+    }
+
     private sealed class ListProgress : IProgress<StreamingProgress>
     {
         public readonly List<StreamingProgress> Reports = new();

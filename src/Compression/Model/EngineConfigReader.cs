@@ -9,11 +9,11 @@ namespace MoECompress.Compression.Model;
 /// Typed reads of config.json values for the engine. Every failure throws
 /// <see cref="MoeCompressException"/>(<see cref="ErrorKind.InvalidConfig"/>) naming the file and the key.
 /// </summary>
-internal sealed class ConfigReader
+internal sealed class EngineConfigReader
 {
     private readonly JsonObject _root;
 
-    public ConfigReader(JsonObject root, string path)
+    public EngineConfigReader(JsonObject root, string path)
     {
         _root = root;
         Path = path;
