@@ -1,8 +1,8 @@
-using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using MoECompress.Compression.Model;
 using MoECompress.Formats.Families;
+using MoECompress.Formats.Safetensors;
 using MoECompress.Tests.Model;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -115,39 +115,19 @@ internal sealed class TinyEvalModel : IDisposable
         return new ModelEngine(Tensors, family, moe, Config);
     }
 
-    /// <summary>Writes config.json and model.safetensors (F32) into <paramref name="directory"/>.</summary>
+    /// <summary>Writes config.json and model.safetensors (F32) into <paramref name="directory"/> with the project's writer.</summary>
     public void Save(string directory)
     {
-        Directory.CreateDirectory(directory);
-        File.WriteAllText(Path.Combine(directory, "config.json"), Config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-        WriteSafetensors(Path.Combine(directory, "model.safetensors"), Tensors);
-    }
-
-    /// <summary>A minimal safetensors writer for float32 tensors (header, 8-byte aligned, then the data in name order).</summary>
-    private static void WriteSafetensors(string path, InMemoryTensorSource tensors)
-    {
-        var header = new JsonObject();
-        long offset = 0;
-        foreach (var name in tensors.Names)
+        var plan = Tensors.Names.Select(n => new TensorSpec(n, SafetensorsDType.F32, Tensors.Get(n).shape)).ToList();
+        using var writer = CheckpointWriter.Create(directory, plan, new CheckpointWriterOptions { Overwrite = true, FlushToDisk = false });
+        foreach (var name in Tensors.Names)
         {
-            var t = tensors.Get(name);
+            var t = Tensors.Get(name);
             if (t.dtype != ScalarType.Float32) throw new NotSupportedException(name);
-            var bytes = t.NumberOfElements * 4;
-            header[name] = new JsonObject
-            {
-                ["dtype"] = "F32",
-                ["shape"] = new JsonArray(t.shape.Select(d => (JsonNode?)JsonValue.Create(d)).ToArray()),
-                ["data_offsets"] = new JsonArray(offset, offset + bytes),
-            };
-            offset += bytes;
+            writer.Write(name, t);
         }
-        var json = Encoding.UTF8.GetBytes(header.ToJsonString());
-        var padded = (json.Length + 7) / 8 * 8;
-        using var file = File.Create(path);
-        file.Write(BitConverter.GetBytes((ulong)padded));
-        file.Write(json);
-        for (var i = json.Length; i < padded; i++) file.WriteByte((byte)' ');
-        foreach (var name in tensors.Names) file.Write(tensors.Get(name).bytes);
+        writer.WriteTextFile("config.json", Config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        writer.Commit();
     }
 
     public void Dispose() => Tensors.Dispose();
