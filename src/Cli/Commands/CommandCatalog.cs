@@ -7,6 +7,7 @@ internal static class CommandCatalog
 {
     public static IEnumerable<Command> Create(TextWriter stdout, TextWriter stderr)
     {
+        yield return DemoCommand.Create(stdout, stderr);
         yield return InspectCommand.Create(stdout);
         yield return CalibrateCommand.Create(stdout, stderr);
         yield return EvalCommand.Create(stdout, stderr);

@@ -8,7 +8,7 @@ public sealed record CalibrateOptions
 
     /// <summary>
     /// Calibration text: a .txt or .jsonl file ("text" or "input_ids" per line) or a folder of them. Null uses the
-    /// bundled calibration set (<see cref="BundledCalibrationData.Locate"/>).
+    /// bundled calibration set (<see cref="BundledData.LocateCalibrationSet"/>).
     /// </summary>
     public string? Data { get; init; }
 

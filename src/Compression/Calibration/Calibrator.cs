@@ -43,8 +43,9 @@ public static class Calibrator
         var family = FamilyRegistry.Detect(config, configPath);
         ModelEngine.EnsureSupported(family, config);
         var outDir = ResolveOutput(options, modelDir);
-        var data = options.Data ?? BundledCalibrationData.Locate()
-            ?? throw new MoeCompressException(ErrorKind.Usage, "no calibration data given (--data) and no bundled calibration set found");
+        var data = options.Data ?? BundledData.LocateCalibrationSet()
+            ?? throw new MoeCompressException(ErrorKind.Usage,
+                $"no calibration data given (--data) and no bundled calibration set found ({BundledData.Searched(BundledData.CalibrationSet)})");
         cancellationToken.ThrowIfCancellationRequested();
 
         progress?.Report($"opening {modelDir}");

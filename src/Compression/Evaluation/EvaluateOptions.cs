@@ -14,7 +14,7 @@ public sealed record EvaluateOptions
 
     /// <summary>
     /// Held-out text: a .txt or .jsonl file (with "text" or "input_ids"), or a folder of them. Null: the bundled
-    /// held-out text (<c>calibration/heldout</c>, see <see cref="BundledEvaluationData"/>).
+    /// held-out text (<c>calibration/heldout</c>, see <see cref="BundledData"/>).
     /// </summary>
     public string? Data { get; init; }
 

@@ -63,9 +63,9 @@ public static class Evaluator
             throw new MoeCompressException(ErrorKind.InvalidConfig,
                 $"{model.Directory}: the tokenizer ({tokenizer.Name}) has {tokenizer.VocabSize} ids but config.json vocab_size is {model.Engine.Config.VocabSize}");
 
-        var data = options.Data ?? BundledEvaluationData.Locate()
+        var data = options.Data ?? BundledData.LocateHeldOutText()
                    ?? throw new MoeCompressException(ErrorKind.Usage,
-                       $"no --data given and no bundled held-out text found ({BundledEvaluationData.RelativePath} under {string.Join(", ", BundledEvaluationData.SearchRoots())})");
+                       $"no --data given and no bundled held-out text found ({BundledData.Searched(BundledData.HeldOutText)})");
         data = Path.GetFullPath(data);
         progress?.Report($"tokenizing {data}");
         var text = EvaluationText.Load(data, tokenizer, options.AddBos, progress: progress, cancellationToken: cancellationToken);

@@ -105,7 +105,7 @@ public sealed class CheckpointManifest
         {
             var o = item!.AsObject();
             list.Add(new ManifestFileEntry(o["file"]!.GetValue<string>(), o["bytes"]!.GetValue<long>(),
-                o["sha256"]!.GetValue<string>())
+                o["sha256"]?.GetValue<string>())
             {
                 TensorCount = o["tensor_count"]?.GetValue<int>(),
             });
@@ -115,7 +115,8 @@ public sealed class CheckpointManifest
 
     /// <summary>
     /// Re-hashes every listed file under <paramref name="directory"/> and returns one line per problem (missing file,
-    /// wrong size, wrong SHA-256); empty when the checkpoint matches its manifest.
+    /// wrong size, wrong SHA-256; entries without a hash are checked by size only); empty when the checkpoint matches
+    /// its manifest.
     /// </summary>
     public IReadOnlyList<string> Verify(string directory, CancellationToken cancellationToken = default)
     {
@@ -127,6 +128,7 @@ public sealed class CheckpointManifest
             if (!File.Exists(file)) { problems.Add($"{file}: listed in the manifest but missing"); continue; }
             long size = new FileInfo(file).Length;
             if (size != e.Bytes) { problems.Add($"{file}: {size} bytes, manifest says {e.Bytes}"); continue; }
+            if (e.Sha256 is null) continue; // written without hashing: the size is all there is to check
             string sha = Sha256Hex(file, cancellationToken);
             if (!string.Equals(sha, e.Sha256, StringComparison.OrdinalIgnoreCase))
                 problems.Add($"{file}: SHA-256 {sha}, manifest says {e.Sha256}");
@@ -185,7 +187,8 @@ public sealed class CheckpointManifest
         var a = new JsonArray();
         foreach (var e in entries)
         {
-            var o = new JsonObject { ["file"] = e.File, ["bytes"] = e.Bytes, ["sha256"] = e.Sha256 };
+            var o = new JsonObject { ["file"] = e.File, ["bytes"] = e.Bytes };
+            if (e.Sha256 is not null) o["sha256"] = e.Sha256;
             if (e.TensorCount is { } c) o["tensor_count"] = c;
             a.Add(o);
         }

@@ -29,7 +29,9 @@ namespace MoECompress.Formats.Safetensors;
 /// page cache; no copy, and the pages are released after hashing). When tensors arrive
 /// in file order the hashes are ready when the last tensor is written; tensors written out of order leave a gap that
 /// stalls that shard's hash until it is filled, and whatever is left is hashed (by all threads, the committing one
-/// included) in <see cref="Commit"/>.</para>
+/// included) in <see cref="Commit"/>. <see cref="CheckpointWriterOptions.HashShards"/> turns this off.</para>
+/// <para>Memory: no large managed buffers; the resident size stays in the tens of megabytes however large the
+/// checkpoint (mapped pages are released as soon as they are copied or hashed).</para>
 /// </remarks>
 public sealed unsafe class CheckpointWriter : IDisposable
 {
@@ -196,7 +198,7 @@ public sealed unsafe class CheckpointWriter : IDisposable
         try
         {
             foreach (var shard in shards) writer.CreateShardFile(shard);
-            writer.StartHashing();
+            if (options.HashShards) writer.StartHashing();
             return writer;
         }
         catch
@@ -319,14 +321,15 @@ public sealed unsafe class CheckpointWriter : IDisposable
                 FileOptions.None, preallocationSize: length);
             RandomAccess.SetLength(shard.Handle, length);
             RandomAccess.Write(shard.Handle, shard.Plan.Header, 0);
+            shard.ContiguousEnd = shard.Plan.DataSectionOffset;
+            AdvanceCompleted(shard);
+            if (!_options.HashShards) return;
             shard.Map = MemoryMappedFile.CreateFromFile(shard.Handle, null, 0, MemoryMappedFileAccess.Read,
                 HandleInheritability.None, leaveOpen: true);
             shard.View = shard.Map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
             byte* basePointer = null;
             shard.View.SafeMemoryMappedViewHandle.AcquirePointer(ref basePointer);
             shard.Base = basePointer + shard.View.PointerOffset;
-            shard.ContiguousEnd = shard.Plan.DataSectionOffset;
-            AdvanceCompleted(shard);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -867,7 +870,7 @@ public sealed unsafe class CheckpointWriter : IDisposable
             Monitor.PulseAll(_lock);
         }
 
-        HashLoop(true, cancellationToken);
+        if (_options.HashShards) HashLoop(true, cancellationToken);
         foreach (var t in _hashThreads) t.Join();
         if (_hashError is { } error)
             throw new MoeCompressException(ErrorKind.Io, $"{TemporaryDirectory}: hashing the shards failed: {SafetensorsFile.OneLine(error.Message)}", error);
@@ -890,7 +893,8 @@ public sealed unsafe class CheckpointWriter : IDisposable
             CloseMapping(s);
             if (_options.FlushToDisk) RandomAccess.FlushToDisk(s.Handle!);
             s.Handle!.Dispose();
-            shardEntries.Add(new ManifestFileEntry(s.Plan.FileName, s.Plan.FileLength, Convert.ToHexStringLower(s.Digest!))
+            shardEntries.Add(new ManifestFileEntry(s.Plan.FileName, s.Plan.FileLength,
+                s.Digest is null ? null : Convert.ToHexStringLower(s.Digest))
             {
                 TensorCount = s.Plan.Tensors.Count,
             });
