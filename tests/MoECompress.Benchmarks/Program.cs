@@ -14,7 +14,7 @@ return args.Length switch
 
 static int Usage()
 {
-    Console.Error.WriteLine("usage: moe-compress-bench io [--size 2GB] [--dir DIR] [--rounds 3] [--cached] [--keep]");
+    Console.Error.WriteLine("usage: moe-compress-bench io [--size 2GB] [--dir DIR] [--rounds 3] [--cached] [--no-hash] [--keep]");
     Console.Error.WriteLine("       moe-compress-bench calibrate [--layers 4] [--hidden 256] [--samples 32] [--seq-len 256] [--no-hessians]");
     return 2;
 }

@@ -137,7 +137,7 @@ public static class CheckpointCorruptor
         var name = shard.Entries[0].Name;
         shard.Json[name]!["dtype"] = "F4";
         string text = shard.Json.ToJsonString();
-        long dataStart = shard.Write(text, shard.Data);
+        shard.Write(text, shard.Data);
         return new("unknown-dtype", outputDir, shard.Path, name, 8 + ByteIndex(text, "\"F4\"", After(text, name)),
             "unknown dtype 'F4'");
     }

@@ -140,6 +140,28 @@ public class CheckpointWriterTests
     }
 
     [Fact]
+    public void WithoutShardHashingTheManifestChecksSizes()
+    {
+        using var tmp = new TempDirectory();
+        var plan = new[] { new TensorSpec("a", SafetensorsDType.U8, new long[] { 100 }), new TensorSpec("b", SafetensorsDType.U8, new long[] { 100 }) };
+        using (var w = CheckpointWriter.Create(tmp.Sub("out"), plan, new CheckpointWriterOptions { HashShards = false, MaxShardBytes = 100 }))
+        {
+            w.Write("b", Pattern(100, 2));
+            w.Write("a", Pattern(100, 1));
+            w.Commit();
+        }
+        var manifest = CheckpointManifest.Read(tmp.Sub("out"));
+        Assert.Equal(2, manifest.Shards.Count);
+        Assert.All(manifest.Shards, s => Assert.Null(s.Sha256));
+        Assert.NotNull(Assert.Single(manifest.Files).Sha256); // the index is still hashed
+        Assert.Empty(manifest.Verify(tmp.Sub("out")));
+        using var c = SafetensorsCheckpoint.Open(tmp.Sub("out"));
+        Assert.True(c.GetBytes("a").SequenceEqual(Pattern(100, 1)));
+        File.AppendAllText(Path.Combine(tmp.Sub("out"), manifest.Shards[0].File), "x");
+        Assert.Contains("bytes, manifest says", Assert.Single(manifest.Verify(tmp.Sub("out"))));
+    }
+
+    [Fact]
     public void AnExceptionBeforeCommitLeavesNothingBehind()
     {
         using var tmp = new TempDirectory();

@@ -18,20 +18,6 @@ public sealed class MixtralCheckpointExportTests : IDisposable
     }
 
 
-    private static string FindTokenizer()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            var candidate = Path.Combine(dir.FullName, "tests", "data", "tokenizers", "mistral-v1", "tokenizer.model");
-            if (File.Exists(candidate)) return candidate;
-        }
-        // Build output outside the repository (MOE_BUILD_DIR): find the repository from the source file's location.
-        var here = Path.GetDirectoryName(ThisFile())!;
-        return Path.GetFullPath(Path.Combine(here, "..", "..", "data", "tokenizers", "mistral-v1", "tokenizer.model"));
-    }
-
-    private static string ThisFile([System.Runtime.CompilerServices.CallerFilePath] string path = "") => path;
-
     private ReferenceModelOptions WriteTinyRun(string output)
     {
         var train = Path.Combine(root, "train");
@@ -43,7 +29,7 @@ public sealed class MixtralCheckpointExportTests : IDisposable
         return TinyTrainingFixture.Options(steps: 2, seed: 5, output: output) with
         {
             TrainDataDirectory = train,
-            TokenizerModelPath = FindTokenizer(),
+            TokenizerModelPath = TrainingRepository.MistralTokenizerModel,
             SequenceLength = 16,
         };
     }
