@@ -11,8 +11,8 @@ internal static class DemoCommand
     {
         var model = new Option<string?>("--model") { Description = "Model folder (default: the bundled demo model, models/moe-demo)" };
         var profile = new Option<string?>("--profile-out") { Description = "Keep the calibration profile in this folder" };
-        var samples = new Option<int>("--samples") { Description = "Calibration sequences", DefaultValueFactory = _ => 32 };
-        var tokens = new Option<int>("--tokens-per-domain") { Description = "Held-out tokens evaluated per domain", DefaultValueFactory = _ => 8192 };
+        var samples = new Option<int>("--samples") { Description = "Calibration sequences", DefaultValueFactory = _ => 16 };
+        var tokens = new Option<int>("--tokens-per-domain") { Description = "Held-out tokens evaluated per domain", DefaultValueFactory = _ => 4096 };
         var command = new Command("demo", "Calibrate the bundled demo model and report held-out perplexity per domain and expert usage")
         {
             model, profile, samples, tokens,

@@ -10,13 +10,13 @@ public sealed record DemoOptions
     public string? ProfileOut { get; init; }
 
     /// <summary>Calibration sequences drawn from the bundled calibration set.</summary>
-    public int Samples { get; init; } = 32;
+    public int Samples { get; init; } = 16;
 
     /// <summary>Tokens per calibration sequence.</summary>
     public int SeqLen { get; init; } = 256;
 
     /// <summary>Held-out tokens evaluated per domain (the start of each held-out file).</summary>
-    public int MaxTokensPerDomain { get; init; } = 8192;
+    public int MaxTokensPerDomain { get; init; } = 4096;
 
     /// <summary>Evaluation window (tokens); stride is half of it.</summary>
     public int Context { get; init; } = 256;

@@ -1,7 +1,8 @@
 namespace MoECompress.Compression.Training;
 
 /// <summary>
-/// Everything that determines a reference-model training run: architecture (a Mixtral-style sparse MoE), data,
+/// Everything that determines a reference-model training run (the defaults are the recipe of the bundled
+/// models/moe-demo): architecture (a Mixtral-style sparse MoE), data,
 /// optimisation and reproducibility. Two runs with equal options, the same data files and the same
 /// <see cref="Threads"/> on the same machine and libtorch build produce bit-identical weights.
 /// </summary>
@@ -34,11 +35,11 @@ public sealed record ReferenceModelOptions
     public int SequenceLength { get; init; } = 256;
     public int BatchSize { get; init; } = 8;
     /// <summary>Fixed number of optimiser steps (the run length is a step count, never a time limit).</summary>
-    public int Steps { get; init; } = 2000;
+    public int Steps { get; init; } = 1200;
 
     public double LearningRate { get; init; } = 3e-3;
     public double MinLearningRate { get; init; } = 3e-4;
-    public int WarmupSteps { get; init; } = 100;
+    public int WarmupSteps { get; init; } = 50;
     public double WeightDecay { get; init; } = 0.1;
     public double Beta1 { get; init; } = 0.9;
     public double Beta2 { get; init; } = 0.95;
@@ -51,11 +52,17 @@ public sealed record ReferenceModelOptions
     /// <summary>Coefficient of the router z-loss mean(logsumexp(router logits)²); 0 disables it.</summary>
     public double RouterZLossCoefficient { get; init; } = 0.001;
 
-    /// <summary>Matrix products in bfloat16 (fp32 master weights, fp32 norms/softmax/loss). About 1.2–1.6× faster on CPU.</summary>
-    public bool Bf16Matmuls { get; init; } = true;
+    /// <summary>
+    /// Matrix products in bfloat16 (fp32 master weights, fp32 router/norms/softmax/loss). Faster only on CPUs with native
+    /// bf16 arithmetic (AVX512-BF16 / AMX); on AVX2-only CPUs it is slower, hence off by default.
+    /// </summary>
+    public bool Bf16Matmuls { get; init; } = false;
 
     public long Seed { get; init; } = 1234;
-    /// <summary>libtorch intra-op threads; 0 leaves the process setting unchanged.</summary>
+    /// <summary>
+    /// libtorch intra-op threads (process-wide); 0 leaves the process setting unchanged. On a machine shared with other
+    /// work, 1 is much faster than 2: OpenMP threads spin at barriers while their partner is descheduled.
+    /// </summary>
     public int Threads { get; init; } = 0;
 
     /// <summary>Write a loss row every this many steps (training-loss.csv in the output folder).</summary>

@@ -36,7 +36,9 @@ public static class ReferenceModelTrainer
         }
         progress?.Report(new ReferenceTrainingProgress($"writing the checkpoint to {options.OutputDirectory}"));
         MixtralCheckpointExporter.Export(trained.Model, encoder, options.TokenizerModelPath, options.OutputDirectory,
-            new Dictionary<string, string> { ["training-loss.csv"] = LossCsv(trained.Log) }, ct: ct);
+            new Dictionary<string, string> { ["training-loss.csv"] = LossCsv(trained.Log) },
+            manifestOptions: new System.Text.Json.Nodes.JsonObject { ["train_reference"] = System.Text.Json.JsonSerializer.SerializeToNode(options) },
+            ct: ct);
         var last = trained.Log.Count > 0 ? trained.Log[^1] : null;
         return new ReferenceTrainingResult(options.OutputDirectory, trained.TokensSeen, options.Steps,
             last?.CrossEntropy ?? double.NaN, trained.Log, corpus.Domains.Select(d => (d.Domain, (long)d.Tokens.Length)).ToList());

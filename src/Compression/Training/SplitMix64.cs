@@ -4,7 +4,7 @@ namespace MoECompress.Compression.Training;
 /// A small, fully specified pseudo-random generator (SplitMix64) used for data order, so that shuffles do not depend
 /// on the .NET runtime's <see cref="Random"/> implementation.
 /// </summary>
-public sealed class SplitMix64
+internal sealed class SplitMix64
 {
     private ulong state;
 
