@@ -21,26 +21,12 @@ public sealed class GptOssFamily : MoEFamilyBase
         var r = new ConfigReader(config, configPath);
         var expertKey = r.FirstPresent("num_local_experts", "num_experts") ?? "num_local_experts";
         var topKKey = r.FirstPresent("num_experts_per_tok", "experts_per_token") ?? "num_experts_per_tok";
-        var (experts, topK) = ReadExpertsAndTopK(r, expertKey, topKKey);
-        int layers = r.PositiveInt("num_hidden_layers");
         var quant = config["quantization_config"] as JsonObject;
         bool mxfp4 = quant is not null && new ConfigReader(quant, configPath).String("quant_method") == "mxfp4";
-        return new MoEConfig
+        return ReadEveryLayerMoE(r, config, expertKey, topKKey, normTopK: true) with
         {
-            Family = Name,
-            Architecture = ArchitectureOf(config),
-            NumLayers = layers,
-            HiddenSize = r.PositiveInt("hidden_size"),
-            VocabSize = r.PositiveInt("vocab_size"),
-            NumExperts = experts,
-            TopK = topK,
-            ExpertIntermediateSize = r.PositiveInt("intermediate_size"),
-            IsMoELayer = AllLayers(layers, true),
-            NormTopKProb = true,
             HasRouterBias = true,
-            TieWordEmbeddings = r.Bool("tie_word_embeddings", false),
             ExpertCountKeys = PresentKeys(r, "num_local_experts", "num_experts"),
-            TopKKey = topKKey,
             TopKKeys = PresentKeys(r, "num_experts_per_tok", "experts_per_token"),
             FusedExperts = true,
             Mxfp4Experts = mxfp4,

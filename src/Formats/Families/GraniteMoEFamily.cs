@@ -17,26 +17,11 @@ public sealed class GraniteMoEFamily : MoEFamilyBase
     public override MoEConfig ReadConfig(JsonObject config, string configPath)
     {
         var r = new ConfigReader(config, configPath);
-        var (experts, topK) = ReadExpertsAndTopK(r, "num_local_experts", "num_experts_per_tok");
-        int layers = r.PositiveInt("num_hidden_layers");
         int sharedI = r.Int("shared_intermediate_size", 0);
-        return new MoEConfig
+        return ReadEveryLayerMoE(r, config, "num_local_experts", "num_experts_per_tok", normTopK: true) with
         {
-            Family = Name,
-            Architecture = ArchitectureOf(config),
-            NumLayers = layers,
-            HiddenSize = r.PositiveInt("hidden_size"),
-            VocabSize = r.PositiveInt("vocab_size"),
-            NumExperts = experts,
-            TopK = topK,
-            ExpertIntermediateSize = r.PositiveInt("intermediate_size"),
-            IsMoELayer = AllLayers(layers, true),
             NumSharedExperts = sharedI > 0 ? 1 : 0,
             SharedExpertIntermediateSize = sharedI,
-            NormTopKProb = true,
-            TieWordEmbeddings = r.Bool("tie_word_embeddings", false),
-            ExpertCountKeys = PresentKeys(r, "num_local_experts"),
-            TopKKey = "num_experts_per_tok",
             FusedExperts = true,
         };
     }

@@ -18,28 +18,9 @@ public sealed class MiniCpmMoEFamily : MoEFamilyBase
     public override bool Matches(JsonObject config) =>
         base.Matches(config) && new ConfigReader(config, "config.json").Int("num_experts", 0) > 0;
 
-    public override MoEConfig ReadConfig(JsonObject config, string configPath)
-    {
-        var r = new ConfigReader(config, configPath);
-        var (experts, topK) = ReadExpertsAndTopK(r, "num_experts", "num_experts_per_tok");
-        int layers = r.PositiveInt("num_hidden_layers");
-        return new MoEConfig
-        {
-            Family = Name,
-            Architecture = ArchitectureOf(config),
-            NumLayers = layers,
-            HiddenSize = r.PositiveInt("hidden_size"),
-            VocabSize = r.PositiveInt("vocab_size"),
-            NumExperts = experts,
-            TopK = topK,
-            ExpertIntermediateSize = r.PositiveInt("intermediate_size"),
-            IsMoELayer = AllLayers(layers, true),
-            NormTopKProb = true,
-            TieWordEmbeddings = r.Bool("tie_word_embeddings", true),
-            ExpertCountKeys = PresentKeys(r, "num_experts"),
-            TopKKey = "num_experts_per_tok",
-        };
-    }
+    public override MoEConfig ReadConfig(JsonObject config, string configPath) =>
+        ReadEveryLayerMoE(new ConfigReader(config, configPath), config, "num_experts", "num_experts_per_tok", normTopK: true,
+            tieEmbeddingsByDefault: true);
 
     protected override TensorRoleInfo? ClassifyMoEBlock(string rest, int layer, bool inMtp, MoEConfig config) =>
         ClassifyStandardMoE(rest, layer, inMtp, Names);

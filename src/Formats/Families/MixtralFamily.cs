@@ -15,28 +15,8 @@ public class MixtralFamily : MoEFamilyBase
 
     private protected static readonly StandardMoENames Names = new("block_sparse_moe.", "gate", "w1", "w3", "w2");
 
-    public override MoEConfig ReadConfig(JsonObject config, string configPath)
-    {
-        var r = new ConfigReader(config, configPath);
-        var (experts, topK) = ReadExpertsAndTopK(r, "num_local_experts", "num_experts_per_tok");
-        int layers = r.PositiveInt("num_hidden_layers");
-        return new MoEConfig
-        {
-            Family = Name,
-            Architecture = ArchitectureOf(config),
-            NumLayers = layers,
-            HiddenSize = r.PositiveInt("hidden_size"),
-            VocabSize = r.PositiveInt("vocab_size"),
-            NumExperts = experts,
-            TopK = topK,
-            ExpertIntermediateSize = r.PositiveInt("intermediate_size"),
-            IsMoELayer = AllLayers(layers, true),
-            NormTopKProb = NormalisesTopK,
-            TieWordEmbeddings = r.Bool("tie_word_embeddings", false),
-            ExpertCountKeys = PresentKeys(r, "num_local_experts"),
-            TopKKey = "num_experts_per_tok",
-        };
-    }
+    public override MoEConfig ReadConfig(JsonObject config, string configPath) =>
+        ReadEveryLayerMoE(new ConfigReader(config, configPath), config, "num_local_experts", "num_experts_per_tok", NormalisesTopK);
 
     /// <summary>Mixtral renormalises the top-k softmax probabilities; Phi-3.5-MoE's sparsemixer does not.</summary>
     protected virtual bool NormalisesTopK => true;

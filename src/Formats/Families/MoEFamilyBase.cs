@@ -283,6 +283,34 @@ public abstract class MoEFamilyBase : IMoEFamily
 
     protected static IReadOnlyList<bool> AllLayers(int n, bool value) => Enumerable.Repeat(value, n).ToList();
 
+    /// <summary>
+    /// The MoE facts of a family whose every decoder layer is MoE, with one expert-count key and one top-k key
+    /// (Mixtral-like). Families with more (shared experts, fused or MXFP4 layouts, router bias) adjust the result with
+    /// <c>with</c>.
+    /// </summary>
+    protected MoEConfig ReadEveryLayerMoE(ConfigReader r, JsonObject config, string expertKey, string topKKey, bool normTopK,
+        bool tieEmbeddingsByDefault = false)
+    {
+        var (experts, topK) = ReadExpertsAndTopK(r, expertKey, topKKey);
+        int layers = r.PositiveInt("num_hidden_layers");
+        return new MoEConfig
+        {
+            Family = Name,
+            Architecture = ArchitectureOf(config),
+            NumLayers = layers,
+            HiddenSize = r.PositiveInt("hidden_size"),
+            VocabSize = r.PositiveInt("vocab_size"),
+            NumExperts = experts,
+            TopK = topK,
+            ExpertIntermediateSize = r.PositiveInt("intermediate_size"),
+            IsMoELayer = AllLayers(layers, true),
+            NormTopKProb = normTopK,
+            TieWordEmbeddings = r.Bool("tie_word_embeddings", tieEmbeddingsByDefault),
+            ExpertCountKeys = PresentKeys(r, expertKey),
+            TopKKey = topKKey,
+        };
+    }
+
     protected static MoeCompressException ConfigError(string configPath, string problem) =>
         new(ErrorKind.InvalidConfig, $"{configPath}: {problem}");
 

@@ -18,24 +18,7 @@ public sealed class OlmoeFamily : MoEFamilyBase
     public override MoEConfig ReadConfig(JsonObject config, string configPath)
     {
         var r = new ConfigReader(config, configPath);
-        var (experts, topK) = ReadExpertsAndTopK(r, "num_experts", "num_experts_per_tok");
-        int layers = r.PositiveInt("num_hidden_layers");
-        return new MoEConfig
-        {
-            Family = Name,
-            Architecture = ArchitectureOf(config),
-            NumLayers = layers,
-            HiddenSize = r.PositiveInt("hidden_size"),
-            VocabSize = r.PositiveInt("vocab_size"),
-            NumExperts = experts,
-            TopK = topK,
-            ExpertIntermediateSize = r.PositiveInt("intermediate_size"),
-            IsMoELayer = AllLayers(layers, true),
-            NormTopKProb = r.Bool("norm_topk_prob", false),
-            TieWordEmbeddings = r.Bool("tie_word_embeddings", false),
-            ExpertCountKeys = PresentKeys(r, "num_experts"),
-            TopKKey = "num_experts_per_tok",
-        };
+        return ReadEveryLayerMoE(r, config, "num_experts", "num_experts_per_tok", r.Bool("norm_topk_prob", false));
     }
 
     protected override TensorRoleInfo? ClassifyMoEBlock(string rest, int layer, bool inMtp, MoEConfig config) =>
