@@ -62,13 +62,6 @@ internal static class TinyCalibrationModel
         return Enumerable.Range(0, count).Select(_ => Enumerable.Range(0, length).Select(_ => rng.Next(vocab)).ToArray()).ToArray();
     }
 
-    public static string RepoRoot([CallerFilePath] string source = "")
-    {
-        var dir = Path.GetDirectoryName(source);
-        while (dir is not null && !File.Exists(Path.Combine(dir, "MoECompress.sln"))) dir = Path.GetDirectoryName(dir);
-        return dir ?? throw new InvalidOperationException("repository root not found");
-    }
-
     private static string Write(string preset, Action<string, float[]> edit)
     {
         var (_, _, config, tensors) = SyntheticCheckpoint.Plan(preset, new SyntheticOptions { Seed = 7 });
@@ -84,7 +77,7 @@ internal static class TinyCalibrationModel
             writer.Write(t.Name, MemoryMarshal.AsBytes(values.AsSpan()));
         }
         writer.WriteTextFile("config.json", config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-        var tokenizer = Path.Combine(RepoRoot(), "tests", "data", "tokenizers", "mixtral-8x7b");
+        var tokenizer = Path.Combine(Infrastructure.RepoPaths.TestData, "tokenizers", "mixtral-8x7b");
         foreach (var file in new[] { "tokenizer.json", "tokenizer_config.json" })
             writer.WriteFile(file, File.ReadAllBytes(Path.Combine(tokenizer, file)));
         writer.Commit();

@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Runtime.CompilerServices;
 using System.Text.Json.Nodes;
 using MoECompress.Formats.Safetensors;
 using TorchSharp;
@@ -9,16 +8,7 @@ namespace MoECompress.Tests.Families;
 /// <summary>Paths to the reference data under tests/data (found from this source file, so any build folder works).</summary>
 internal static class FamilyTestData
 {
-    public static string RepoRoot => FindRoot();
-
-    private static string FindRoot([CallerFilePath] string sourceFile = "")
-    {
-        var dir = Path.GetDirectoryName(sourceFile);
-        while (dir is not null && !File.Exists(Path.Combine(dir, "MoECompress.sln"))) dir = Path.GetDirectoryName(dir);
-        return dir ?? throw new InvalidOperationException($"repository root not found above {sourceFile}");
-    }
-
-    public static string ConfigsDir => Path.Combine(RepoRoot, "tests", "data", "configs");
+    public static string ConfigsDir => Path.Combine(Infrastructure.RepoPaths.TestData, "configs");
 
     public static string ConfigPath(string relative) => Path.Combine(ConfigsDir, relative);
 

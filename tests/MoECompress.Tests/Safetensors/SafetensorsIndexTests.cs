@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using MoECompress.Formats.Safetensors;
 
 namespace MoECompress.Tests.Safetensors;
@@ -6,12 +5,7 @@ namespace MoECompress.Tests.Safetensors;
 /// <summary>Real index files written by transformers (tests/data/configs) as the oracle for reading and writing indexes.</summary>
 public class SafetensorsIndexTests
 {
-    private static string ConfigsDir([CallerFilePath] string source = "")
-    {
-        var dir = Path.GetDirectoryName(source);
-        while (dir is not null && !File.Exists(Path.Combine(dir, "MoECompress.sln"))) dir = Path.GetDirectoryName(dir);
-        return Path.Combine(dir ?? throw new InvalidOperationException("repository root not found"), "tests", "data", "configs");
-    }
+    private static string ConfigsDir() => Path.Combine(Infrastructure.RepoPaths.TestData, "configs");
 
     [Fact]
     public void ReadsTheMixtralIndexAndWritesItBackByteForByte()

@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using System.Text.Json;
 using MoECompress.Compression.Tokenization;
 
@@ -7,9 +6,8 @@ namespace MoECompress.Tests.Tokenization;
 /// <summary>Paths of the tokenizer fixtures under tests/data (found from this source file, so any build folder works).</summary>
 internal static class TokenizerTestData
 {
-    public static string RepoRoot { get; } = FindRoot();
 
-    public static string Dir(string name) => Path.Combine(RepoRoot, "tests", "data", "tokenizers", name);
+    public static string Dir(string name) => Path.Combine(Infrastructure.RepoPaths.TestData, "tokenizers", name);
 
     public static string MistralV1 => Dir("mistral-v1");
 
@@ -48,11 +46,4 @@ internal static class TokenizerTestData
         return (text, ids);
     }
 
-    private static string FindRoot([CallerFilePath] string sourceFile = "")
-    {
-        var dir = Path.GetDirectoryName(sourceFile);
-        while (dir is not null && !Directory.Exists(Path.Combine(dir, "tests", "data", "tokenizers")))
-            dir = Path.GetDirectoryName(dir);
-        return dir ?? throw new InvalidOperationException($"tests/data/tokenizers not found above {sourceFile}");
-    }
 }
