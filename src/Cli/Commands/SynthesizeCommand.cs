@@ -12,7 +12,7 @@ internal static class SynthesizeCommand
 {
     public static Command Create(TextWriter stdout, TextWriter stderr)
     {
-        var preset = new Argument<string>("preset") { Description = "Layout to imitate: " + string.Join(", ", SyntheticCheckpoint.Presets) };
+        var preset = new Argument<string>("preset") { Description = "Layout to imitate: " + string.Join(", ", SyntheticCheckpoint.Presets), HelpName = "preset" };
         preset.AcceptOnlyFromAmong([.. SyntheticCheckpoint.Presets]);
         var output = new Argument<string>("out") { Description = "Folder to create" };
         var seed = new Option<int>("--seed") { Description = "Random seed", DefaultValueFactory = _ => 1 };
