@@ -13,5 +13,6 @@ internal static class CommandCatalog
         yield return EvalCommand.Create(stdout, stderr);
         yield return ReshardCommand.Create(stdout, stderr);
         yield return SynthesizeCommand.Create(stdout, stderr);
+        yield return TrainReferenceCommand.Create(stdout, stderr);
     }
 }

@@ -1,0 +1,81 @@
+using System.CommandLine;
+using MoECompress.Cli.Rendering;
+using MoECompress.Compression.Training;
+
+namespace MoECompress.Cli.Commands;
+
+/// <summary>
+/// `moe-compress train-reference`: the deterministic training run that produced the bundled demo model
+/// (models/moe-demo). Options map one to one onto <see cref="ReferenceModelOptions"/>; defaults are the demo model's.
+/// </summary>
+internal static class TrainReferenceCommand
+{
+    public static Command Create(TextWriter stdout, TextWriter stderr)
+    {
+        var d = new ReferenceModelOptions { TrainDataDirectory = "", TokenizerModelPath = "", OutputDirectory = "" };
+        var trainData = new Option<string>("--train-data") { Description = "Folder of <domain>.txt training files", Required = true };
+        var tokenizer = new Option<string>("--tokenizer") { Description = "SentencePiece tokenizer.model", Required = true };
+        var output = new Option<string>("--output") { Description = "Folder to create for the trained checkpoint", Required = true };
+        var layers = Int("--layers", "Decoder layers", d.Layers);
+        var hidden = Int("--hidden", "Hidden size", d.HiddenSize);
+        var intermediate = Int("--intermediate", "Expert intermediate size", d.IntermediateSize);
+        var experts = Int("--experts", "Experts per layer", d.Experts);
+        var topK = Int("--top-k", "Experts per token", d.TopK);
+        var heads = Int("--heads", "Attention heads", d.AttentionHeads);
+        var kvHeads = Int("--kv-heads", "Key/value heads", d.KeyValueHeads);
+        var seqLen = Int("--seq-len", "Training window in tokens", d.SequenceLength);
+        var batch = Int("--batch", "Windows per step", d.BatchSize);
+        var steps = Int("--steps", "Optimiser steps (fixed: the run is deterministic)", d.Steps);
+        var warmup = Int("--warmup", "Warm-up steps", d.WarmupSteps);
+        var lr = Double("--lr", "Peak learning rate", d.LearningRate);
+        var minLr = Double("--min-lr", "Final learning rate (cosine decay)", d.MinLearningRate);
+        var weightDecay = Double("--weight-decay", "AdamW decoupled weight decay", d.WeightDecay);
+        var auxLoss = Double("--aux-loss", "Load-balancing loss coefficient", d.AuxLossCoefficient);
+        var zLoss = Double("--z-loss", "Router z-loss coefficient", d.RouterZLossCoefficient);
+        var bf16 = new Option<bool>("--bf16") { Description = "Matrix products in bf16 (faster where the CPU supports it)" };
+        var noBf16 = new Option<bool>("--no-bf16") { Description = "Matrix products in fp32 (the default)" };
+        var seed = new Option<long>("--seed") { Description = "Seed of weights and data order", DefaultValueFactory = _ => d.Seed };
+        var threads = Int("--threads", "Intra-op threads (0 = libtorch default)", d.Threads);
+        var logEvery = Int("--log-every", "Log a loss row every N steps", d.LogEvery);
+        var command = new Command("train-reference", "Train the small reference MoE (the bundled demo model) from scratch, deterministically")
+        {
+            trainData, tokenizer, output, layers, hidden, intermediate, experts, topK, heads, kvHeads, seqLen, batch, steps,
+            warmup, lr, minLr, weightDecay, auxLoss, zLoss, bf16, noBf16, seed, threads, logEvery,
+        };
+        command.SetAction((parse, ct) =>
+        {
+            if (parse.GetValue(bf16) && parse.GetValue(noBf16))
+                throw CalibrateCommand.Usage("--bf16", "cannot be combined with --no-bf16");
+            var options = new ReferenceModelOptions
+            {
+                TrainDataDirectory = parse.GetValue(trainData)!,
+                TokenizerModelPath = parse.GetValue(tokenizer)!,
+                OutputDirectory = parse.GetValue(output)!,
+                Layers = parse.GetValue(layers), HiddenSize = parse.GetValue(hidden), IntermediateSize = parse.GetValue(intermediate),
+                Experts = parse.GetValue(experts), TopK = parse.GetValue(topK),
+                AttentionHeads = parse.GetValue(heads), KeyValueHeads = parse.GetValue(kvHeads),
+                SequenceLength = parse.GetValue(seqLen), BatchSize = parse.GetValue(batch), Steps = parse.GetValue(steps),
+                WarmupSteps = parse.GetValue(warmup), LearningRate = parse.GetValue(lr), MinLearningRate = parse.GetValue(minLr),
+                WeightDecay = parse.GetValue(weightDecay), AuxLossCoefficient = parse.GetValue(auxLoss),
+                RouterZLossCoefficient = parse.GetValue(zLoss), Bf16Matmuls = parse.GetValue(bf16),
+                Seed = parse.GetValue(seed), Threads = parse.GetValue(threads), LogEvery = parse.GetValue(logEvery),
+            };
+            var lines = new ConsoleProgress(stderr);
+            var result = ReferenceModelTrainer.Train(options, new Progress(lines), ct);
+            stdout.WriteLine($"{result.OutputDirectory}: {result.Steps} steps, {result.TokensSeen:N0} tokens, final loss {result.FinalLoss:0.0000}");
+            return Task.FromResult(0);
+        });
+        return command;
+    }
+
+    private static Option<int> Int(string name, string description, int defaultValue) =>
+        new(name) { Description = description, DefaultValueFactory = _ => defaultValue };
+
+    private static Option<double> Double(string name, string description, double defaultValue) =>
+        new(name) { Description = description, DefaultValueFactory = _ => defaultValue };
+
+    private sealed class Progress(IProgress<string> lines) : IProgress<ReferenceTrainingProgress>
+    {
+        public void Report(ReferenceTrainingProgress value) => lines.Report(value.Message);
+    }
+}
