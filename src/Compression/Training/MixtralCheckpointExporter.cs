@@ -49,7 +49,10 @@ public static class MixtralCheckpointExporter
         writer.Commit(ct);
     }
 
-    /// <summary>The config.json of the model (Hugging Face MixtralConfig keys).</summary>
+    /// <summary>
+    /// The config.json of the model (Hugging Face MixtralConfig keys). router_aux_loss_coef is the coefficient that gives
+    /// the same loss under transformers' definition (ours / top-k); it does not affect inference.
+    /// </summary>
     public static JsonObject BuildConfig(ReferenceModelOptions o, long vocabularySize, int bosId, int eosId) => new()
     {
         ["architectures"] = new JsonArray("MixtralForCausalLM"),
@@ -71,7 +74,8 @@ public static class MixtralCheckpointExporter
         ["output_router_logits"] = false,
         ["rms_norm_eps"] = o.RmsNormEps,
         ["rope_theta"] = o.RopeTheta,
-        ["router_aux_loss_coef"] = o.AuxLossCoefficient,
+        // HF's load_balancing_loss_func is TopK times ours (it normalises the selection shares per top-k slot).
+        ["router_aux_loss_coef"] = o.AuxLossCoefficient / o.TopK,
         ["router_jitter_noise"] = 0.0,
         ["sliding_window"] = null,
         ["tie_word_embeddings"] = o.TieWordEmbeddings,
