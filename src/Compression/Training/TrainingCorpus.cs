@@ -46,7 +46,7 @@ public sealed class TrainingCorpus
             if (epoch != orderEpoch)
             {
                 order = Enumerable.Range(0, windows.Count).ToList();
-                new SplitMix64(seed * 1_000_003 + epoch).Shuffle(order);
+                new SplitMix64(unchecked((ulong)(seed * 1_000_003 + epoch))).Shuffle(order);
                 orderEpoch = epoch;
             }
             var (d, offset) = windows[order[within]];
