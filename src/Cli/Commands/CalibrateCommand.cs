@@ -30,9 +30,9 @@ internal static class CalibrateCommand
         };
         command.SetAction(async (parse, ct) =>
         {
-            Positive(parse.GetValue(seqLen), "--seq-len");
-            Positive(parse.GetValue(microBatch), "--micro-batch");
-            if (parse.GetValue(samples) < 0) throw Usage("--samples", "must be 0 or more");
+            OptionChecks.Positive(parse.GetValue(seqLen), "--seq-len");
+            OptionChecks.Positive(parse.GetValue(microBatch), "--micro-batch");
+            if (parse.GetValue(samples) < 0) throw OptionChecks.Usage("--samples", "must be 0 or more");
             var options = new CalibrateOptions
             {
                 Model = parse.GetValue(model)!,
@@ -59,12 +59,4 @@ internal static class CalibrateCommand
         });
         return command;
     }
-
-    internal static void Positive(int value, string option)
-    {
-        if (value <= 0) throw Usage(option, "must be a positive number");
-    }
-
-    internal static Formats.Errors.MoeCompressException Usage(string option, string problem) =>
-        new(Formats.Errors.ErrorKind.Usage, $"{option}: {problem}");
 }

@@ -19,8 +19,8 @@ internal static class DemoCommand
         };
         command.SetAction(async (parse, ct) =>
         {
-            CalibrateCommand.Positive(parse.GetValue(samples), "--samples");
-            CalibrateCommand.Positive(parse.GetValue(tokens), "--tokens-per-domain");
+            OptionChecks.Positive(parse.GetValue(samples), "--samples");
+            OptionChecks.Positive(parse.GetValue(tokens), "--tokens-per-domain");
             var report = await DemoRunner.RunAsync(new DemoOptions
             {
                 Model = parse.GetValue(model),

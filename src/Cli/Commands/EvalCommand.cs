@@ -26,9 +26,9 @@ internal static class EvalCommand
         };
         command.SetAction(async (parse, ct) =>
         {
-            if (parse.GetValue(context) is int c) CalibrateCommand.Positive(c, "--context");
-            if (parse.GetValue(stride) is int s) CalibrateCommand.Positive(s, "--stride");
-            if (parse.GetValue(maxTokens) is int m) CalibrateCommand.Positive(m, "--max-tokens");
+            if (parse.GetValue(context) is int c) OptionChecks.Positive(c, "--context");
+            if (parse.GetValue(stride) is int s) OptionChecks.Positive(s, "--stride");
+            if (parse.GetValue(maxTokens) is int m) OptionChecks.Positive(m, "--max-tokens");
             var report = await Evaluator.RunAsync(new EvaluateOptions
             {
                 Model = parse.GetValue(model)!,

@@ -45,7 +45,7 @@ internal static class TrainReferenceCommand
         command.SetAction((parse, ct) =>
         {
             if (parse.GetValue(bf16) && parse.GetValue(noBf16))
-                throw CalibrateCommand.Usage("--bf16", "cannot be combined with --no-bf16");
+                throw OptionChecks.Usage("--bf16", "cannot be combined with --no-bf16");
             var options = new ReferenceModelOptions
             {
                 TrainDataDirectory = parse.GetValue(trainData)!,
