@@ -43,34 +43,26 @@ public static class Calibrator
         var family = FamilyRegistry.Detect(config, configPath);
         ModelEngine.EnsureSupported(family, config);
         var outDir = ResolveOutput(options, modelDir);
-        var data = options.Data ?? BundledData.LocateCalibrationSet()
-            ?? throw new MoeCompressException(ErrorKind.Usage,
-                $"no calibration data given (--data) and no bundled calibration set found ({BundledData.Searched(BundledData.CalibrationSet)})");
         cancellationToken.ThrowIfCancellationRequested();
 
         progress?.Report($"opening {modelDir}");
         using var checkpoint = ModelCheckpoint.Open(modelDir);
-        var engine = new ModelEngine(checkpoint.Tensors, checkpoint.Family, checkpoint.MoE, checkpoint.Config, checkpoint.ConfigPath);
         if (checkpoint.MoE.NumMoELayers == 0)
             throw new MoeCompressException(ErrorKind.Infeasible, $"{configPath}: the model has no MoE layer to calibrate");
 
         using var tokenizer = TokenizerLoader.Load(modelDir);
-        var set = CalibrationData.Load(data, tokenizer,
+        var set = CalibrationPass.LoadTokens(checkpoint, options.Data, tokenizer,
             new CalibrationDataOptions { Samples = options.Samples, SeqLen = options.SeqLen, Seed = options.Seed },
             progress, cancellationToken);
-        CheckTokenIds(set, engine, checkpoint);
         progress?.Report($"calibrating on {set.Count} x {set.SeqLen} = {(long)set.Count * set.SeqLen:N0} tokens");
 
         using var collector = new CalibrationCollector(collectorOptions);
-        var runner = engine.CreateRunner(new StreamingOptions
+        CalibrationPass.Run(checkpoint, set, collector, new StreamingOptions
         {
             MicroBatchTokens = options.MicroBatch,
             SpillDirectory = options.SpillDirectory,
             MaxResidentHiddenStateBytes = options.MaxResidentHiddenStateBytes,
-        });
-        IProgress<StreamingProgress>? layerProgress = progress is null ? null : new ForwardingProgress(progress);
-        runner.Run(set.Sequences, null, collector, layerProgress, cancellationToken);
-        cancellationToken.ThrowIfCancellationRequested();
+        }, progress, cancellationToken);
 
         var model = CalibrationModelInfo.From(checkpoint.MoE, modelDir, Sha256Hex(configPath), tokenizer.Name);
         var profile = collector.Build(model, CalibrationDataInfo.From(set));
@@ -116,31 +108,9 @@ public static class Calibrator
         return outDir;
     }
 
-    private static void CheckTokenIds(CalibrationSet set, ModelEngine engine, ModelCheckpoint checkpoint)
-    {
-        long rows = engine.Config.VocabSize;
-        if (checkpoint.Tensors.Contains(engine.EmbeddingName) && checkpoint.Tensors.GetInfo(engine.EmbeddingName).Shape is [var v, _])
-            rows = v;
-        for (var s = 0; s < set.Count; s++)
-        {
-            var seq = set.Sequences[s];
-            for (var i = 0; i < seq.Length; i++)
-                if (seq[i] < 0 || seq[i] >= rows)
-                    throw new MoeCompressException(ErrorKind.Usage,
-                        $"calibration sequence {s} holds token id {seq[i]} at position {i}, outside the model's {rows} embedding rows; " +
-                        "the data's input_ids or the tokenizer do not belong to this model");
-        }
-    }
-
     private static string Sha256Hex(string path)
     {
         using var stream = File.OpenRead(path);
         return Convert.ToHexStringLower(SHA256.HashData(stream));
-    }
-
-    /// <summary>Reports each streaming step as a line, synchronously on the calling thread.</summary>
-    private sealed class ForwardingProgress(IProgress<string> target) : IProgress<StreamingProgress>
-    {
-        public void Report(StreamingProgress value) => target.Report(value.ToString());
     }
 }

@@ -1,0 +1,94 @@
+using MoECompress.Compression.Data;
+using MoECompress.Compression.Model;
+using MoECompress.Compression.Tokenization;
+using MoECompress.Formats.Errors;
+using MoECompress.Formats.Families;
+
+namespace MoECompress.Compression.Calibration;
+
+/// <summary>
+/// One pass of calibration tokens through a model, layer by layer, with an <see cref="ILayerObserver"/> attached:
+/// what <see cref="Calibrator"/> uses to build a profile, and what every step that measures on real activations uses
+/// (NAEE subset search, the merged router-row choice, MC-MoE's per-expert quantization error). The observer's
+/// <see cref="ILayerObserver.OnMoEBlock"/> sees each MoE block's input and output and can re-run the block (or any
+/// replacement of it) on that input.
+/// </summary>
+public static class CalibrationPass
+{
+    /// <summary>
+    /// Tokenizes the calibration data for <paramref name="checkpoint"/> (<paramref name="data"/>: a .jsonl/.txt file or a
+    /// folder; null = the bundled calibration set) with the model's own tokenizer, and checks every id against the
+    /// embedding table.
+    /// </summary>
+    /// <exception cref="MoeCompressException">Usage: no data, data not found, ids outside the vocabulary.</exception>
+    public static CalibrationSet LoadTokens(ModelCheckpoint checkpoint, string? data, CalibrationDataOptions options,
+        IProgress<string>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(checkpoint);
+        using var tokenizer = TokenizerLoader.Load(checkpoint.Directory);
+        return LoadTokens(checkpoint, data, tokenizer, options, progress, cancellationToken);
+    }
+
+    /// <summary>As <see cref="LoadTokens(ModelCheckpoint, string?, CalibrationDataOptions, IProgress{string}?, CancellationToken)"/>
+    /// with a tokenizer the caller has loaded (and disposes).</summary>
+    public static CalibrationSet LoadTokens(ModelCheckpoint checkpoint, string? data, ITextTokenizer tokenizer,
+        CalibrationDataOptions options, IProgress<string>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(checkpoint);
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        ArgumentNullException.ThrowIfNull(options);
+        if (data is not null && !File.Exists(data) && !Directory.Exists(data))
+            throw new MoeCompressException(ErrorKind.Usage, $"{Path.GetFullPath(data)}: calibration data not found");
+        var path = data ?? BundledData.LocateCalibrationSet()
+            ?? throw new MoeCompressException(ErrorKind.Usage,
+                $"no calibration data given (--data) and no bundled calibration set found ({BundledData.Searched(BundledData.CalibrationSet)})");
+        var set = CalibrationData.Load(path, tokenizer, options, progress, cancellationToken);
+        CheckTokenIds(set, checkpoint);
+        return set;
+    }
+
+    /// <summary>
+    /// Streams <paramref name="set"/> through the model one decoder layer at a time with <paramref name="observer"/>
+    /// attached; the logits are not computed. Progress lines name each layer.
+    /// </summary>
+    /// <exception cref="MoeCompressException">Infeasible: the family has no forward pass here.</exception>
+    public static void Run(ModelCheckpoint checkpoint, CalibrationSet set, ILayerObserver observer,
+        StreamingOptions? streaming = null, IProgress<string>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(checkpoint);
+        ArgumentNullException.ThrowIfNull(set);
+        ArgumentNullException.ThrowIfNull(observer);
+        ModelEngine.EnsureSupported(checkpoint.Family, checkpoint.Config);
+        var engine = new ModelEngine(checkpoint.Tensors, checkpoint.Family, checkpoint.MoE, checkpoint.Config, checkpoint.ConfigPath);
+        var runner = engine.CreateRunner(streaming ?? new StreamingOptions());
+        IProgress<StreamingProgress>? layerProgress = progress is null ? null : new ForwardingProgress(progress);
+        runner.Run(set.Sequences, null, observer, layerProgress, cancellationToken);
+        cancellationToken.ThrowIfCancellationRequested();
+    }
+
+    /// <summary>Throws (Usage) when a token id does not index the model's embedding table.</summary>
+    public static void CheckTokenIds(CalibrationSet set, ModelCheckpoint checkpoint)
+    {
+        ArgumentNullException.ThrowIfNull(set);
+        ArgumentNullException.ThrowIfNull(checkpoint);
+        long rows = checkpoint.MoE.VocabSize;
+        var embedding = checkpoint.MoE.ModelPrefix + "embed_tokens.weight";
+        if (checkpoint.Tensors.Contains(embedding) && checkpoint.Tensors.GetInfo(embedding).Shape is [var v, _])
+            rows = v;
+        for (var s = 0; s < set.Count; s++)
+        {
+            var seq = set.Sequences[s];
+            for (var i = 0; i < seq.Length; i++)
+                if (seq[i] < 0 || seq[i] >= rows)
+                    throw new MoeCompressException(ErrorKind.Usage,
+                        $"calibration sequence {s} holds token id {seq[i]} at position {i}, outside the model's {rows} embedding rows; " +
+                        "the data's input_ids or the tokenizer do not belong to this model");
+        }
+    }
+
+    /// <summary>Reports each streaming step as a line, synchronously on the calling thread.</summary>
+    private sealed class ForwardingProgress(IProgress<string> target) : IProgress<StreamingProgress>
+    {
+        public void Report(StreamingProgress value) => target.Report(value.ToString());
+    }
+}
