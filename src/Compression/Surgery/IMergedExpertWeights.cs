@@ -16,4 +16,12 @@ public interface IMergedExpertWeights
     /// increasing order, so an implementation may compute a whole layer at once and release it at the next layer.
     /// </summary>
     Tensor Weight(int layer, int outputExpert, ExpertProjection projection);
+
+    /// <summary>
+    /// Float32 [out] bias of projection <paramref name="projection"/> of merged output expert <paramref name="outputExpert"/>,
+    /// for families whose experts have biases (GPT-OSS). Null (the default) lets <see cref="ExpertSurgery"/> use the
+    /// member-weighted average Σ_m w_m · bias_m with the normalised <see cref="OutputExpert.MemberWeights"/>. The caller
+    /// disposes the result. Called, like <see cref="Weight"/>, only for merged experts, one layer at a time.
+    /// </summary>
+    Tensor? Bias(int layer, int outputExpert, ExpertProjection projection) => null;
 }
