@@ -22,7 +22,9 @@ internal sealed class EvaluationCheckpoint : IDisposable
 
     public EvaluatedModel Describe() =>
         new(Directory, Engine.Family.Name, Engine.MoE.NumExperts, Engine.Config.NumLayers,
-            Checkpoint.Tensors.Names.Sum(n => Checkpoint.Tensors.GetInfo(n).ByteLength));
+            Checkpoint.Tensors is Formats.Quantized.QuantizedTensorSource packed
+                ? packed.StoredTensorBytes // the packed bytes on disk, not the dequantized view
+                : Checkpoint.Tensors.Names.Sum(n => Checkpoint.Tensors.GetInfo(n).ByteLength));
 
     /// <summary>Opens <paramref name="directory"/>; <paramref name="role"/> ("model", "--base") names it in errors.</summary>
     /// <exception cref="MoeCompressException">Missing folder (Usage), bad config or checkpoint, or a family without a forward pass (Infeasible).</exception>

@@ -1,3 +1,4 @@
+using MoECompress.Formats.Quantized;
 using static TorchSharp.torch;
 
 namespace MoECompress.Compression.Quantization;
@@ -44,6 +45,31 @@ public sealed class QuantizedMatrix : IDisposable
         var s = Scales.index_select(1, idx);
         var z = Zeros.index_select(1, idx);
         return (s * (Codes.to(ScalarType.Float32) - z)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The same matrix as plain arrays (codes, scales, zero points, groups) for the packed layouts.</summary>
+    public UnpackedMatrix ToUnpacked()
+    {
+        using var scope = NewDisposeScope();
+        int rows = checked((int)OutFeatures), cols = checked((int)InFeatures), groups = checked((int)Scales.shape[1]);
+        return new UnpackedMatrix(Scheme.Bits, rows, cols, groups,
+            Codes.to(ScalarType.Int32).contiguous().data<int>().ToArray(),
+            Scales.to(ScalarType.Float32).contiguous().data<float>().ToArray(),
+            Zeros.to(ScalarType.Float32).contiguous().data<float>().ToArray(),
+            GroupIndex.to(ScalarType.Int32).contiguous().data<int>().ToArray());
+    }
+
+    /// <summary>A quantized matrix from plain arrays (for example a module read back from a packed checkpoint).</summary>
+    public static QuantizedMatrix FromUnpacked(UnpackedMatrix m, QuantizationScheme scheme)
+    {
+        ArgumentNullException.ThrowIfNull(m);
+        if (m.Bits != scheme.Bits)
+            throw new ArgumentException($"the matrix has {m.Bits} bits but the scheme says {scheme.Bits}", nameof(scheme));
+        return new QuantizedMatrix(scheme,
+            tensor(m.Codes, [m.OutFeatures, m.InFeatures]),
+            tensor(m.Scales, [m.OutFeatures, m.Groups]),
+            tensor(m.Zeros, [m.OutFeatures, m.Groups]),
+            tensor(m.GroupIndex, [m.InFeatures]));
     }
 
     /// <inheritdoc/>

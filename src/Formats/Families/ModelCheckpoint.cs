@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using MoECompress.Formats.Quantized;
 using MoECompress.Formats.Safetensors;
 using TorchSharp;
 
@@ -14,7 +15,8 @@ public sealed record ModelCheckpointOptions
 /// <summary>
 /// An opened MoE checkpoint: config.json read and its family detected, the MoE facts completed from the tensor names
 /// (fused or per-expert experts, MXFP4, module prefix), the safetensors memory-mapped, and config and tensors checked
-/// against each other. Dispose to unmap the files.
+/// against each other. Packed quantized checkpoints (gptq, compressed-tensors) are seen through a
+/// <see cref="QuantizedTensorSource"/>: every packed module appears as a dense <c>.weight</c>. Dispose to unmap the files.
 /// </summary>
 public sealed class ModelCheckpoint : IDisposable
 {
@@ -64,7 +66,9 @@ public sealed class ModelCheckpoint : IDisposable
         var tensors = SafetensorsCheckpoint.Open(full);
         try
         {
-            return Validate(full, configPath, config, family, moe, tensors, tensors, options, cancellationToken);
+            // Packed quantized checkpoints (gptq, compressed-tensors) are read through a dequantizing view.
+            var view = QuantizedTensorSource.Wrap(tensors, config, configPath);
+            return Validate(full, configPath, config, family, moe, view, tensors, options, cancellationToken);
         }
         catch
         {
@@ -83,7 +87,8 @@ public sealed class ModelCheckpoint : IDisposable
         var family = FamilyRegistry.Detect(config, configPath);
         var moe = family.ReadConfig(config, configPath);
         var dir = Path.GetDirectoryName(Path.GetFullPath(configPath)) ?? ".";
-        return Validate(dir, configPath, config, family, moe, tensors, null, options ?? new ModelCheckpointOptions(), cancellationToken);
+        var view = QuantizedTensorSource.Wrap(tensors, config, configPath);
+        return Validate(dir, configPath, config, family, moe, view, null, options ?? new ModelCheckpointOptions(), cancellationToken);
     }
 
     private static ModelCheckpoint Validate(string dir, string configPath, JsonObject config, IMoEFamily family, MoEConfig moe,

@@ -34,7 +34,10 @@ public static class CheckpointInspector
             var info = tensors.GetInfo(name);
             var role = checkpoint.Classify(name);
             long p = LogicalParameters(name, info, role);
-            long b = info.ByteLength;
+            // A packed quantized module is presented dequantized: count the bytes it takes on disk.
+            long b = tensors is Quantized.QuantizedTensorSource packed && packed.ModuleOf(name) is { } module
+                ? module.Parts.Sum(part => packed.Inner.GetInfo(part).ByteLength)
+                : info.ByteLength;
             total += p;
             totalBytes += b;
             var key = info.DType.ToHeaderName();

@@ -1,0 +1,68 @@
+using static TorchSharp.torch;
+
+namespace MoECompress.Compression.Quantization;
+
+/// <summary>
+/// The per-group quantization grid shared by <see cref="RtnQuantizer"/> and <see cref="GptqQuantizer"/> (GPTQ's
+/// <c>Quantizer.find_params</c> / <c>quantize</c>, per output row): the range always includes 0
+/// (xmin = min(min x, 0), xmax = max(max x, 0)); an all-zero row uses [−1, 1].
+/// <list type="bullet">
+/// <item>asymmetric: s = (xmax − xmin) / (2^b − 1), z = round(−xmin / s). When that gives z = 0 (no weight below
+/// −s/2) the grid is widened to s = xmax / (2^b − 2), z = 1, so every zero point lies in 1..2^b − 1 and fits the GPTQ
+/// v1 layout, which stores z − 1 in b bits (GPTQ itself would write z = 0 and overflow the field).</item>
+/// <item>symmetric: s = 2·max|x| / (2^b − 1) = max|x| / (2^(b−1) − 0.5), z = 2^(b−1) (GPTQ's convention; the range is
+/// mirrored even when a group has no negative weight, where GPTQ would clip half of it).</item>
+/// <item>1-bit: sign × m with m = mean |x| over the group; code 1 for x ≥ 0, else 0; stored as s' = 2m, z = 0.5.</item>
+/// </list>
+/// Codes are clamp(round(x / s) + z, 0, 2^b − 1) with round half to even (torch.round).
+/// </summary>
+internal static class QuantGrid
+{
+    /// <summary>Per-row scale and zero point [rows] for the columns <paramref name="x"/> [rows, n] (float32).</summary>
+    public static (Tensor Scale, Tensor Zero) FindParams(Tensor x, QuantizationScheme s)
+    {
+        using var scope = NewDisposeScope();
+        Tensor scale, zero;
+        if (s.Bits == 1)
+        {
+            scale = x.abs().mean([1]) * 2f;
+            zero = full_like(scale, 0.5f);
+            return (scale.MoveToOuterDisposeScope(), zero.MoveToOuterDisposeScope());
+        }
+        float maxq = s.MaxCode;
+        var xmin = x.amin([1]).clamp_max(0f);
+        var xmax = x.amax([1]).clamp_min(0f);
+        if (s.Symmetric)
+        {
+            var amax = maximum(xmin.neg(), xmax);
+            amax = where(amax == 0f, ones_like(amax), amax);
+            scale = amax * (2f / maxq);
+            zero = full_like(scale, (float)(1 << (s.Bits - 1)));
+        }
+        else
+        {
+            var both = (xmin == 0f).logical_and(xmax == 0f);
+            xmin = where(both, full_like(xmin, -1f), xmin);
+            xmax = where(both, ones_like(xmax), xmax);
+            scale = (xmax - xmin) / maxq;
+            zero = (xmin.neg() / scale).round();
+            var low = zero < 0.5f;
+            scale = where(low, xmax / (maxq - 1f), scale);
+            zero = where(low, ones_like(zero), zero).clamp(1f, maxq);
+        }
+        return (scale.MoveToOuterDisposeScope(), zero.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
+    /// Codes (float32, integral) of <paramref name="x"/> ([rows, n] or one column [rows]) on the grid of per-row
+    /// <paramref name="scale"/> and <paramref name="zero"/> [rows].
+    /// </summary>
+    public static Tensor Codes(Tensor x, Tensor scale, Tensor zero, QuantizationScheme s)
+    {
+        using var scope = NewDisposeScope();
+        if (s.Bits == 1) return (x >= 0f).to(ScalarType.Float32).MoveToOuterDisposeScope();
+        var sc = x.dim() == 2 ? scale.unsqueeze(1) : scale;
+        var z = x.dim() == 2 ? zero.unsqueeze(1) : zero;
+        return ((x / sc).round() + z).clamp(0f, (float)s.MaxCode).MoveToOuterDisposeScope();
+    }
+}
