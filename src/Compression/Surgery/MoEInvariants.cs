@@ -83,6 +83,9 @@ public static class MoEInvariants
             long reachable = (long)cfg.TopKGroups * (e / cfg.NumGroups);
             if (reachable < cfg.TopK)
                 return $"topk_group = {cfg.TopKGroups} groups of {e / cfg.NumGroups} experts offer only {reachable} experts, fewer than top-k = {cfg.TopK}";
+            // DeepSeek-V3 (noaux_tc) scores each group by the sum of its two best experts: a group needs at least two.
+            if (cfg.HasCorrectionBias && e / cfg.NumGroups < 2)
+                return $"{e / cfg.NumGroups} expert per group: DeepSeek-V3 routing scores a group by its two best experts, so every group needs at least 2";
         }
         return null;
     }
