@@ -1,0 +1,154 @@
+using MoECompress.Compression.Calibration;
+using MoECompress.Compression.Model;
+using MoECompress.Formats.Families;
+using static TorchSharp.torch;
+
+namespace MoECompress.Compression.Quantization;
+
+/// <summary>
+/// The layer observer behind <see cref="ExpertSensitivity"/>. Per MoE layer it keeps each micro-batch's block input and
+/// routing (top-k experts and gate weights) and Σ‖Y‖² of the block output; when the layer ends it quantizes each expert's
+/// three projections once per candidate width and measures ΔY on exactly the tokens routed to that expert. Because the
+/// router is never quantized, replacing expert i changes the block output only on its routed tokens, by
+/// g_ti·(f̂_i(x_t) − f_i(x_t)); summing ‖·‖² of that equals ‖Block.Forward(x, {i: f̂_i}) − Y‖² while computing one expert
+/// instead of the whole block per (expert, width). Weights held: one expert at one width at a time.
+/// </summary>
+internal sealed class ExpertSensitivityObserver : ILayerObserver, IDisposable
+{
+    private readonly CalibrationProfile? _profile;
+    private readonly ExpertSensitivityOptions _options;
+    private readonly int[] _candidates;
+    private readonly IProgress<string>? _progress;
+    private readonly CancellationToken _ct;
+    private readonly List<(Tensor Input, Tensor Indices, Tensor Weights)> _batches = [];
+    private double _outputSquares;
+    private readonly Dictionary<int, double[,]> _errors = [];
+    private readonly Dictionary<int, long[]> _tokens = [];
+    private readonly List<QuantizeFallback> _fallbacks = [];
+
+    public ExpertSensitivityObserver(CalibrationProfile? profile, ExpertSensitivityOptions options, IProgress<string>? progress,
+        CancellationToken cancellationToken)
+    {
+        _profile = profile;
+        _options = options;
+        _candidates = options.Candidates.Order().ToArray();
+        _progress = progress;
+        _ct = cancellationToken;
+    }
+
+    public IReadOnlyList<int> Candidates => _candidates;
+    public Dictionary<int, double[,]> Errors => _errors;
+    public Dictionary<int, long[]> Tokens => _tokens;
+    public IReadOnlyList<QuantizeFallback> Fallbacks => _fallbacks;
+
+    public void OnLayerStart(DecoderLayer layer) => Clear();
+
+    public void OnMoEBlock(MoEBlockActivation activation)
+    {
+        using var scope = NewDisposeScope();
+        _outputSquares += activation.Output.to(ScalarType.Float64).square().sum().item<double>();
+        _batches.Add((
+            activation.Input.to(ScalarType.Float32).clone().DetachFromDisposeScope(),
+            activation.Routing.TopKIndices.clone().DetachFromDisposeScope(),
+            activation.Routing.TopKWeights.to(ScalarType.Float32).clone().DetachFromDisposeScope()));
+    }
+
+    public void OnLayerEnd(DecoderLayer layer)
+    {
+        try
+        {
+            if (layer.MoE is { } moe && _batches.Count > 0 && (_profile is null || _profile.HasLayer(layer.Index)))
+                MeasureLayer(layer.Index, moe);
+        }
+        finally { Clear(); }
+    }
+
+    private void MeasureLayer(int layer, MoEBlock block)
+    {
+        var experts = block.Experts.Count;
+        var errors = new double[experts, _candidates.Length];
+        var tokens = new long[experts];
+        _progress?.Report($"sensitivity: layer {layer}, {experts} experts x {_candidates.Length} widths");
+        var denominator = _outputSquares > 0 ? _outputSquares : 1.0;
+        for (var e = 0; e < experts; e++)
+        {
+            _ct.ThrowIfCancellationRequested();
+            using var scope = NewDisposeScope();
+            var (x, g) = RoutedTokens(e);
+            tokens[e] = x.shape[0];
+            var reason = _options.Recipe.FallbackReason(_profile, layer, e);
+            if (reason is not null)
+                _fallbacks.Add(new QuantizeFallback(layer, e, _profile?.HasLayer(layer) == true ? _profile.Layer(layer).RoutedTokens[e] : tokens[e],
+                    reason, "rtn"));
+            if (tokens[e] == 0) continue; // never routed: quantizing it cannot change the block output on these tokens
+            var hessians = _options.Recipe.HessiansFor(_profile, layer, e);
+            var expert = block.Experts[e];
+            var y = expert.Forward(x);
+            for (var b = 0; b < _candidates.Length; b++)
+            {
+                using var widthScope = NewDisposeScope();
+                using var replacement = Quantized(expert, _candidates[b], hessians);
+                var delta = (replacement.Forward(x) - y) * g.unsqueeze(1);
+                errors[e, b] = delta.to(ScalarType.Float64).square().sum().item<double>() / denominator;
+            }
+        }
+        _errors[layer] = errors;
+        _tokens[layer] = tokens;
+    }
+
+    /// <summary>The rows of all stored micro-batches routed to <paramref name="expert"/> [n, H] and their gate weights [n].</summary>
+    private (Tensor X, Tensor Gates) RoutedTokens(int expert)
+    {
+        var xs = new List<Tensor>();
+        var gs = new List<Tensor>();
+        foreach (var (input, indices, weights) in _batches)
+        {
+            var hit = indices.eq(expert);
+            var rows = hit.any(1).nonzero().squeeze(1);
+            if (rows.shape[0] == 0) continue;
+            xs.Add(input.index_select(0, rows));
+            gs.Add((weights * hit.to(ScalarType.Float32)).sum(1).index_select(0, rows));
+        }
+        if (xs.Count == 0)
+        {
+            var h = _batches[0].Input.shape[1];
+            return (zeros(0, h, ScalarType.Float32), zeros(0, ScalarType.Float32));
+        }
+        return (cat(xs, 0), cat(gs, 0));
+    }
+
+    /// <summary>A copy of <paramref name="expert"/> with its three projections quantized to <paramref name="bits"/> and
+    /// dequantized (float32); biases copied.</summary>
+    private GatedMlp Quantized(GatedMlp expert, int bits, ExpertHessians? hessians)
+    {
+        using var scope = NewDisposeScope();
+        Tensor Dequantized(Tensor w, ExpertProjection p)
+        {
+            using var q = _options.Recipe.Quantize(w.to(ScalarType.Float32), p, bits, hessians);
+            return q.Dequantize();
+        }
+        var mlp = new GatedMlp(
+            Dequantized(expert.Gate, ExpertProjection.Gate).DetachFromDisposeScope(),
+            Dequantized(expert.Up, ExpertProjection.Up).DetachFromDisposeScope(),
+            Dequantized(expert.Down, ExpertProjection.Down).DetachFromDisposeScope(),
+            expert.Activation,
+            expert.GateBias?.clone().DetachFromDisposeScope(),
+            expert.UpBias?.clone().DetachFromDisposeScope(),
+            expert.DownBias?.clone().DetachFromDisposeScope());
+        return mlp;
+    }
+
+    private void Clear()
+    {
+        foreach (var (input, indices, weights) in _batches)
+        {
+            input.Dispose();
+            indices.Dispose();
+            weights.Dispose();
+        }
+        _batches.Clear();
+        _outputSquares = 0;
+    }
+
+    public void Dispose() => Clear();
+}

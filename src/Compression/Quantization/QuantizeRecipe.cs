@@ -1,0 +1,76 @@
+using MoECompress.Compression.Calibration;
+using MoECompress.Formats.Families;
+using static TorchSharp.torch;
+
+namespace MoECompress.Compression.Quantization;
+
+/// <summary>
+/// How one routed expert's projection is quantized, shared by the sensitivity measurement and the written output so that
+/// both see the same weights: the method (RTN, or GPTQ with the profile's Hessians: Σxxᵀ over the expert's routed tokens
+/// for gate_proj/up_proj, Σhhᵀ for down_proj, or their gate-weighted forms, MoEQuant), the group size and symmetry, and
+/// the GPTQ settings. Experts with no Hessian, cold in the profile, or with fewer than <see cref="MinGptqTokens"/> tokens
+/// fall back to RTN.
+/// </summary>
+public sealed record QuantizeRecipe
+{
+    /// <summary>RTN or GPTQ.</summary>
+    public QuantizeMethod Method { get; init; } = QuantizeMethod.Gptq;
+    /// <summary>Input columns per scale/zero group (−1 = one group per row).</summary>
+    public int GroupSize { get; init; } = 128;
+    /// <summary>Symmetric quantization (no zero point).</summary>
+    public bool Symmetric { get; init; }
+    /// <summary>GPTQ act-order: columns by decreasing Hessian diagonal.</summary>
+    public bool ActOrder { get; init; }
+    /// <summary>Use the gate-weighted Hessians Σ g·x xᵀ (MoEQuant) instead of the plain ones.</summary>
+    public bool GateWeighted { get; init; }
+    /// <summary>GPTQ dampening as a fraction of the mean Hessian diagonal.</summary>
+    public double DampPercent { get; init; } = 0.01;
+    /// <summary>GPTQ block size (columns updated together).</summary>
+    public int BlockSize { get; init; } = 128;
+    /// <summary>Fewest routed tokens an expert's Hessian must hold for GPTQ; fewer fall back to RTN.</summary>
+    public long MinGptqTokens { get; init; } = 16;
+
+    /// <summary>The scheme at <paramref name="bits"/> bits.</summary>
+    public QuantizationScheme Scheme(int bits) => new(bits, GroupSize, Symmetric);
+
+    /// <summary>
+    /// Why expert <paramref name="expert"/> of <paramref name="layer"/> cannot use GPTQ (null when it can, or when the
+    /// method is RTN). Cold experts (the profile's coverage report) and experts whose Hessian holds fewer than
+    /// <see cref="MinGptqTokens"/> tokens fall back.
+    /// </summary>
+    public string? FallbackReason(CalibrationProfile? profile, int layer, int expert)
+    {
+        if (Method != QuantizeMethod.Gptq) return null;
+        if (profile is null || !profile.HasLayer(layer) || profile.Layer(layer).Hessians is not { } hessians)
+            return "no Hessians in the calibration profile";
+        var tokens = hessians[expert].Tokens;
+        if (profile.Coverage.IsCold(layer, expert))
+            return $"cold: {tokens} routed tokens, threshold {profile.Coverage.ColdThreshold:0.#}";
+        if (tokens < MinGptqTokens) return $"{tokens} Hessian tokens, fewer than {MinGptqTokens}";
+        return null;
+    }
+
+    /// <summary>The Hessians GPTQ uses for expert <paramref name="expert"/>, or null when it falls back to RTN.</summary>
+    public ExpertHessians? HessiansFor(CalibrationProfile? profile, int layer, int expert) =>
+        Method == QuantizeMethod.Gptq && FallbackReason(profile, layer, expert) is null ? profile!.Layer(layer).Hessians![expert] : null;
+
+    /// <summary>
+    /// Quantizes one projection [out, in] (float32) at <paramref name="bits"/>: GPTQ with the matching Hessian when
+    /// <paramref name="hessians"/> is given, RTN otherwise. The caller disposes the result.
+    /// </summary>
+    public QuantizedMatrix Quantize(Tensor weight, ExpertProjection projection, int bits, ExpertHessians? hessians)
+    {
+        ArgumentNullException.ThrowIfNull(weight);
+        var scheme = Scheme(bits);
+        if (hessians is null) return RtnQuantizer.Quantize(weight, scheme);
+        var kind = projection switch
+        {
+            ExpertProjection.Down => GateWeighted ? HessianKind.DownWeighted : HessianKind.Down,
+            ExpertProjection.Gate or ExpertProjection.Up => GateWeighted ? HessianKind.InputWeighted : HessianKind.Input,
+            _ => throw new ArgumentOutOfRangeException(nameof(projection), projection, "quantize gate, up or down separately"),
+        };
+        using var h = hessians.ToTensor(kind);
+        return GptqQuantizer.Quantize(weight, h, hessians.Tokens, scheme,
+            new GptqOptions { DampPercent = DampPercent, BlockSize = BlockSize, ActOrder = ActOrder });
+    }
+}
