@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Text.Json.Nodes;
 using MoECompress.Compression.Calibration;
 using MoECompress.Formats.Synthetic;
 
@@ -37,14 +36,14 @@ internal static class CalibrationBenchmark
         try
         {
             string data = Path.Combine(root, "ids.jsonl");
-            WriteTokenData(data, samples * seqLen * 2, vocab: 256);
+            CalibrationBenchmarkFiles.WriteTokenData(data, samples * seqLen * 2, vocab: 256);
             var rows = new List<(int layers, long bytes, double tps, long rss)>();
             foreach (int l in new[] { layers, 4 * layers })
             {
                 string model = Path.Combine(root, $"mixtral-{l}");
                 var info = SyntheticCheckpoint.Write("mixtral", model, new SyntheticOptions { Layers = l, Hidden = hidden, Seed = 3 });
                 // Synthetic checkpoints carry no tokenizer; the data is input_ids, but the calibrator opens one anyway.
-                File.Copy(MixtralTokenizer(), Path.Combine(model, "tokenizer.json"));
+                File.Copy(CalibrationBenchmarkFiles.MixtralTokenizer(), Path.Combine(model, "tokenizer.json"));
                 var (tps, rss) = RunChild(model, data, Path.Combine(root, $"profile-{l}"), samples, seqLen, hessians);
                 rows.Add((l, info.TotalBytes, tps, rss));
                 Console.WriteLine($"{l,3} layers ({info.TotalBytes / 1e6:0.0} MB of weights): {tps:N0} tokens/s, peak RSS {rss / 1048576.0:0} MiB");
@@ -77,25 +76,5 @@ internal static class CalibrationBenchmark
     {
         var output_ = ChildProcess.Run(ChildVerb, model, data, output, samples.ToString(), seqLen.ToString(), hessians.ToString());
         return (double.Parse(ChildProcess.Value(output_, "tokens_per_second")), long.Parse(ChildProcess.Value(output_, "peak_rss_bytes")));
-    }
-
-    private static string MixtralTokenizer([System.Runtime.CompilerServices.CallerFilePath] string source = "")
-    {
-        var dir = Path.GetDirectoryName(source);
-        while (dir is not null && !File.Exists(Path.Combine(dir, "tests", "data", "tokenizers", "mixtral-8x7b", "tokenizer.json")))
-            dir = Path.GetDirectoryName(dir);
-        return Path.Combine(dir ?? throw new InvalidOperationException("tests/data not found"), "tests", "data", "tokenizers", "mixtral-8x7b", "tokenizer.json");
-    }
-
-    private static void WriteTokenData(string path, int tokens, int vocab)
-    {
-        var rng = new Random(11);
-        using var w = new StreamWriter(path);
-        for (int written = 0; written < tokens; written += 512)
-        {
-            var ids = new JsonArray();
-            for (int i = 0; i < 512; i++) ids.Add(rng.Next(3, vocab));
-            w.WriteLine(new JsonObject { ["input_ids"] = ids }.ToJsonString());
-        }
     }
 }

@@ -3,12 +3,19 @@ using MoECompress.Benchmarks;
 // Benchmarks print figures; they are not tests and never fail on a number. Run them in Release:
 //   dotnet run -c Release --project tests/MoECompress.Benchmarks -- io [--size 2GB] [--dir /tmp/moe-bench]
 //   dotnet run -c Release --project tests/MoECompress.Benchmarks -- calibrate [--layers 4]
+//   dotnet run -c Release --project tests/MoECompress.Benchmarks -- compress [--size 1GB]   (prune/merge/quantize vs cp)
+//   dotnet run -c Release --project tests/MoECompress.Benchmarks -- quantize                (LP solve, RTN GB/s, GPTQ s/expert)
+//   dotnet run -c Release --project tests/MoECompress.Benchmarks -- quality                 (the README's quality tables, demo model)
 return args.Length switch
 {
     > 0 when args[0] == "io" => IoBenchmark.Run(args[1..]),
     > 0 when args[0] == IoBenchmark.ChildVerb => IoBenchmark.RunChild(args[1..]),
     > 0 when args[0] == "calibrate" => CalibrationBenchmark.Run(args[1..]),
     > 0 when args[0] == CalibrationBenchmark.ChildVerb => CalibrationBenchmark.RunChild(args[1..]),
+    > 0 when args[0] == "compress" => CompressionBenchmark.Run(args[1..]),
+    > 0 when args[0] == CompressionBenchmark.ChildVerb => CompressionBenchmark.RunChild(args[1..]),
+    > 0 when args[0] == "quantize" => QuantizationBenchmark.Run(args[1..]),
+    > 0 when args[0] == "quality" => QualityBenchmark.Run(args[1..]),
     _ => Usage(),
 };
 
@@ -16,5 +23,8 @@ static int Usage()
 {
     Console.Error.WriteLine("usage: moe-compress-bench io [--size 2GB] [--dir DIR] [--rounds 3] [--cached] [--no-hash] [--keep]");
     Console.Error.WriteLine("       moe-compress-bench calibrate [--layers 4] [--hidden 256] [--samples 32] [--seq-len 256] [--no-hessians]");
+    Console.Error.WriteLine("       moe-compress-bench compress [--size 1GB] [--samples 8] [--seq-len 128]");
+    Console.Error.WriteLine("       moe-compress-bench quantize [--layers 58] [--experts 256] [--widths 5] [--hidden 2048] [--intermediate 1408] [--bits 4]");
+    Console.Error.WriteLine("       moe-compress-bench quality [--out DIR] [--section prune|merge|task|quantize]... [--samples 32] [--seq-len 256] [--eval-tokens 2048]");
     return 2;
 }

@@ -10,6 +10,11 @@ internal static class CommandCatalog
         yield return DemoCommand.Create(stdout, stderr);
         yield return InspectCommand.Create(stdout);
         yield return CalibrateCommand.Create(stdout, stderr);
+        yield return PruneCommand.Create(stdout, stderr);
+        yield return MergeCommand.Create(stdout, stderr);
+        yield return QuantizeCommand.Create(stdout, stderr);
+        yield return DequantizeCommand.Create(stdout, stderr);
+        yield return ProfilesCommand.Create(stdout);
         yield return EvalCommand.Create(stdout, stderr);
         yield return ReshardCommand.Create(stdout, stderr);
         yield return SynthesizeCommand.Create(stdout, stderr);

@@ -4,7 +4,7 @@ using MoECompress.Compression.Demo;
 
 namespace MoECompress.Cli.Commands;
 
-/// <summary>`moe-compress demo`: calibrate the bundled demo model and measure held-out perplexity per domain.</summary>
+/// <summary>`moe-compress demo`: calibrate the bundled demo model, compress it three ways and measure each against the original.</summary>
 internal static class DemoCommand
 {
     public static Command Create(TextWriter stdout, TextWriter stderr)
@@ -13,9 +13,11 @@ internal static class DemoCommand
         var profile = new Option<string?>("--profile-out") { Description = "Keep the calibration profile in this folder" };
         var samples = new Option<int>("--samples") { Description = "Calibration sequences", DefaultValueFactory = _ => 16 };
         var tokens = new Option<int>("--tokens-per-domain") { Description = "Held-out tokens evaluated per domain", DefaultValueFactory = _ => 4096 };
-        var command = new Command("demo", "Calibrate the bundled demo model and report held-out perplexity per domain and expert usage")
+        var output = new Option<string?>("--out") { Description = "Keep the pruned, merged and quantized checkpoints in this folder (default: temporary)" };
+        var noCompress = new Option<bool>("--no-compress") { Description = "Only calibrate and evaluate the original" };
+        var command = new Command("demo", "Calibrate the bundled demo model, prune, merge and quantize it, and compare each with the original on held-out text")
         {
-            model, profile, samples, tokens,
+            model, profile, samples, tokens, output, noCompress,
         };
         command.SetAction(async (parse, ct) =>
         {
@@ -27,6 +29,8 @@ internal static class DemoCommand
                 ProfileOut = parse.GetValue(profile),
                 Samples = parse.GetValue(samples),
                 MaxTokensPerDomain = parse.GetValue(tokens),
+                OutputDir = parse.GetValue(output),
+                Compress = !parse.GetValue(noCompress),
             }, new ConsoleProgress(stderr), ct);
             stdout.WriteLine(report.ToText());
             return 0;

@@ -10,5 +10,11 @@ internal static class OptionChecks
         if (value <= 0) throw Usage(option, "must be a positive number");
     }
 
+    /// <summary>An enum value by its lower-case name (dashes ignored); unknown names are a usage error listing the choices.</summary>
+    public static T ParseEnum<T>(string text, string option) where T : struct, Enum =>
+        Enum.TryParse<T>(text.Replace("-", ""), ignoreCase: true, out var v) && Enum.IsDefined(v) && !int.TryParse(text, out _)
+            ? v
+            : throw Usage(option, $"'{text}' is not one of {string.Join(", ", Enum.GetNames<T>().Select(n => n.ToLowerInvariant()))}");
+
     public static MoeCompressException Usage(string option, string problem) => new(ErrorKind.Usage, $"{option}: {problem}");
 }

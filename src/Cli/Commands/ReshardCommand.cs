@@ -42,23 +42,10 @@ internal static class ReshardCommand
             {
                 Writer = writer,
                 KeepShardLayout = cap is null,
-            }, new CopyProgress(progress), ct);
+            }, new CopyProgressLines(progress), ct);
             stdout.WriteLine($"{result.Destination}: {result.TensorCount} tensors, {ByteSize.Format(result.TensorBytes)} in {result.Shards.Count} shard(s), {result.Elapsed.TotalSeconds:0.0} s");
             return Task.FromResult(0);
         });
         return command;
-    }
-
-    private sealed class CopyProgress(IProgress<string> lines) : IProgress<CheckpointCopyProgress>
-    {
-        private int _lastPercent = -1;
-
-        public void Report(CheckpointCopyProgress p)
-        {
-            int percent = p.TotalBytes == 0 ? 100 : (int)(100 * p.BytesCopied / p.TotalBytes);
-            if (percent / 10 == _lastPercent / 10 && p.TensorsCopied != p.TensorCount) return;
-            _lastPercent = percent;
-            lines.Report($"written {percent}% ({p.TensorsCopied}/{p.TensorCount} tensors)");
-        }
     }
 }

@@ -10,7 +10,7 @@ internal static class ReportFiles
         WriteAtomic(Path.Combine(dir, "report.md"), markdown);
     }
 
-    private static void WriteAtomic(string path, string content)
+    public static void WriteAtomic(string path, string content)
     {
         var tmp = path + ".tmp-" + Guid.NewGuid().ToString("N")[..8];
         File.WriteAllText(tmp, content);

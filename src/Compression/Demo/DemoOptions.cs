@@ -18,6 +18,12 @@ public sealed record DemoOptions
     /// <summary>Held-out tokens evaluated per domain (the start of each held-out file).</summary>
     public int MaxTokensPerDomain { get; init; } = 4096;
 
+    /// <summary>Also prune, merge and quantize the model with the default settings and compare each with the original (default on).</summary>
+    public bool Compress { get; init; } = true;
+
+    /// <summary>Where to keep the compressed checkpoints (pruned/, merged/, quantized/); null: a temporary folder removed at the end.</summary>
+    public string? OutputDir { get; init; }
+
     /// <summary>Evaluation window (tokens); stride is half of it.</summary>
     public int Context { get; init; } = 256;
 }

@@ -1,13 +1,17 @@
 using System.Diagnostics;
 using MoECompress.Compression.Calibration;
 using MoECompress.Compression.Evaluation;
+using MoECompress.Compression.Merging;
+using MoECompress.Compression.Pruning;
+using MoECompress.Compression.Quantization;
 using MoECompress.Formats.Errors;
 
 namespace MoECompress.Compression.Demo;
 
 /// <summary>
 /// The README's main job on the bundled demo model: calibrate it on the bundled calibration set, then measure held-out
-/// perplexity on each bundled domain. Later versions add prune, merge and quantize to this run.
+/// perplexity on each bundled domain; then prune, merge and quantize it with the default settings (25% fewer experts;
+/// 3 bits on average, mixed precision, GPTQ) and compare each output with the original on the same text.
 /// </summary>
 public static class DemoRunner
 {
@@ -30,22 +34,64 @@ public static class DemoRunner
                 Model = model, Samples = options.Samples, SeqLen = options.SeqLen, Out = profileDir, Overwrite = options.ProfileOut is null,
             }, progress, cancellationToken);
 
-            var domains = new List<(string, EvaluationReport)>();
-            foreach (var file in Directory.GetFiles(heldOut).Where(f => f.EndsWith(".txt", StringComparison.OrdinalIgnoreCase)).Order(StringComparer.Ordinal))
+            var domainFiles = Directory.GetFiles(heldOut).Where(f => f.EndsWith(".txt", StringComparison.OrdinalIgnoreCase)).Order(StringComparer.Ordinal).ToList();
+            var domains = Evaluate(model, null, domainFiles, options, progress, cancellationToken);
+
+            var compressed = new List<DemoCompressedModel>();
+            if (options.Compress)
             {
-                cancellationToken.ThrowIfCancellationRequested();
-                var report = Evaluator.Run(new EvaluateOptions
+                var outRoot = options.OutputDir ?? Path.Combine(Path.GetTempPath(), "moe-compress-demo-out-" + Guid.NewGuid().ToString("N")[..10]);
+                if (options.OutputDir is not null && Directory.Exists(outRoot) && Directory.EnumerateFileSystemEntries(outRoot).Any())
+                    throw new MoeCompressException(ErrorKind.Io, $"{Path.GetFullPath(outRoot)}: output folder exists and is not empty");
+                var request = new ProfileRequest { Profile = profileDir, Samples = options.Samples, SeqLen = options.SeqLen };
+                try
                 {
-                    Model = model, Data = file, MaxTokens = options.MaxTokensPerDomain,
-                    Context = options.Context, Stride = options.Context / 2,
-                }, progress, cancellationToken);
-                domains.Add((Path.GetFileNameWithoutExtension(file), report));
+                    var pruned = Path.Combine(outRoot, "pruned");
+                    var prune = Pruner.Run(new PruneOptions { Model = model, Output = pruned, Ratio = 0.25, Profile = request }, progress, cancellationToken);
+                    compressed.Add(Compressed("pruned", $"prune {prune.Method}, {prune.InputExperts} → {prune.OutputExperts} experts", pruned));
+
+                    var merged = Path.Combine(outRoot, "merged");
+                    var merge = Merger.Run(new MergeOptions { Model = model, Output = merged, Ratio = 0.25, Profile = request }, progress, cancellationToken);
+                    compressed.Add(Compressed("merged", $"merge {merge.Method.ToString().ToLowerInvariant()}, {merge.InputExperts} → {merge.OutputExperts} experts", merged));
+
+                    var quantized = Path.Combine(outRoot, "quantized");
+                    var quantize = Quantizer.Run(new QuantizeOptions
+                    {
+                        Model = model, Output = quantized, Bits = 3.0, GroupSize = 64, Profile = request,
+                    }, progress, cancellationToken);
+                    compressed.Add(Compressed("quantized", $"quantize GPTQ mixed {quantize.AverageBits:0.##} bits (gptq format, group 64)", quantized));
+                }
+                finally
+                {
+                    if (options.OutputDir is null && Directory.Exists(outRoot)) Directory.Delete(outRoot, recursive: true);
+                }
+
+                DemoCompressedModel Compressed(string name, string description, string dir) => new(name, description, Path.GetFullPath(dir),
+                    Directory.GetFiles(dir, "*.safetensors").Sum(f => new FileInfo(f).Length),
+                    Evaluate(dir, model, domainFiles, options, progress, cancellationToken));
             }
-            return new DemoReport(Path.GetFullPath(model), calibration, domains, clock.Elapsed);
+            return new DemoReport(Path.GetFullPath(model), Directory.GetFiles(model, "*.safetensors").Sum(f => new FileInfo(f).Length), calibration, domains, compressed, clock.Elapsed);
         }
         finally
         {
             if (options.ProfileOut is null && Directory.Exists(profileDir)) Directory.Delete(profileDir, recursive: true);
         }
+    }
+
+    private static List<(string, EvaluationReport)> Evaluate(string model, string? baseModel, IReadOnlyList<string> files, DemoOptions options,
+        IProgress<string>? progress, CancellationToken cancellationToken)
+    {
+        var result = new List<(string, EvaluationReport)>();
+        foreach (var file in files)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var report = Evaluator.Run(new EvaluateOptions
+            {
+                Model = model, Base = baseModel, Data = file, MaxTokens = options.MaxTokensPerDomain,
+                Context = options.Context, Stride = options.Context / 2,
+            }, progress, cancellationToken);
+            result.Add((Path.GetFileNameWithoutExtension(file), report));
+        }
+        return result;
     }
 }

@@ -1,0 +1,41 @@
+using System.CommandLine;
+using MoECompress.Cli.Rendering;
+using MoECompress.Formats.Quantized;
+using MoECompress.Formats.Safetensors;
+
+namespace MoECompress.Cli.Commands;
+
+/// <summary>`moe-compress dequantize &lt;in&gt; &lt;out&gt; [--dtype bf16|f16|f32]`: packed GPTQ / compressed-tensors output back to plain weights.</summary>
+internal static class DequantizeCommand
+{
+    public static Command Create(TextWriter stdout, TextWriter stderr)
+    {
+        var input = new Argument<string>("in") { Description = "Packed checkpoint (gptq or compressed-tensors pack-quantized)" };
+        var output = new Argument<string>("out") { Description = "Folder of the dequantized checkpoint" };
+        var dtype = new Option<string>("--dtype") { Description = "bf16, f16 or f32", DefaultValueFactory = _ => "bf16" };
+        var overwrite = new Option<bool>("--overwrite") { Description = "Replace the output folder if it exists" };
+        var json = new Option<bool>("--json") { Description = "Print the result as JSON" };
+        var command = new Command("dequantize", "Turn a packed quantized checkpoint back into plain bf16 weights") { input, output, dtype, overwrite, json };
+        command.SetAction(async (parse, ct) =>
+        {
+            var type = parse.GetValue(dtype)!.ToLowerInvariant() switch
+            {
+                "bf16" or "bfloat16" => SafetensorsDType.BF16,
+                "f16" or "fp16" or "float16" => SafetensorsDType.F16,
+                "f32" or "fp32" or "float32" => SafetensorsDType.F32,
+                var other => throw OptionChecks.Usage("--dtype", $"'{other}' is not one of bf16, f16, f32"),
+            };
+            var progress = new ConsoleProgress(stderr);
+            var result = await Task.Run(() => Dequantizer.Run(new DequantizeOptions
+            {
+                Input = parse.GetValue(input)!,
+                Output = parse.GetValue(output)!,
+                Overwrite = parse.GetValue(overwrite),
+                DType = type,
+            }, new CopyProgressLines(progress), ct), ct);
+            stdout.WriteLine(parse.GetValue(json) ? result.ToString() : result.ToMarkdown());
+            return 0;
+        });
+        return command;
+    }
+}
