@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace MoECompress.Compression.Quantization;
@@ -30,6 +31,11 @@ internal static class QuantGrid
             return (scale.MoveToOuterDisposeScope(), zero.MoveToOuterDisposeScope());
         }
         float maxq = s.MaxCode;
+        // Explicit scalars held until the method returns: an implicit float → Scalar temporary can be finalized while
+        // libtorch still reads it (seen once as "Unknown scalar type" in a benchmark run).
+        using var maxqS = maxq.ToScalar();
+        using var maxqMinusOneS = (maxq - 1f).ToScalar();
+        using var oneS = 1f.ToScalar();
         var xmin = x.amin([1]).clamp_max(0f);
         var xmax = x.amax([1]).clamp_min(0f);
         if (s.Symmetric)
@@ -44,11 +50,11 @@ internal static class QuantGrid
             var both = (xmin == 0f).logical_and(xmax == 0f);
             xmin = where(both, full_like(xmin, -1f), xmin);
             xmax = where(both, ones_like(xmax), xmax);
-            scale = (xmax - xmin) / maxq;
+            scale = (xmax - xmin).div(maxqS);
             zero = (xmin.neg() / scale).round();
             var low = zero < 0.5f;
-            scale = where(low, xmax / (maxq - 1f), scale);
-            zero = where(low, ones_like(zero), zero).clamp(1f, maxq);
+            scale = where(low, xmax.div(maxqMinusOneS), scale);
+            zero = where(low, ones_like(zero), zero).clamp(oneS, maxqS);
         }
         return (scale.MoveToOuterDisposeScope(), zero.MoveToOuterDisposeScope());
     }
@@ -63,6 +69,8 @@ internal static class QuantGrid
         if (s.Bits == 1) return (x >= 0f).to(ScalarType.Float32).MoveToOuterDisposeScope();
         var sc = x.dim() == 2 ? scale.unsqueeze(1) : scale;
         var z = x.dim() == 2 ? zero.unsqueeze(1) : zero;
-        return ((x / sc).round() + z).clamp(0f, (float)s.MaxCode).MoveToOuterDisposeScope();
+        using var zeroS = 0f.ToScalar();
+        using var maxS = ((float)s.MaxCode).ToScalar();
+        return ((x / sc).round() + z).clamp(zeroS, maxS).MoveToOuterDisposeScope();
     }
 }

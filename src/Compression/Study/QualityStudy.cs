@@ -72,12 +72,17 @@ public static class QualityStudy
 
         if (options.Sections.Contains("merge"))
             foreach (var ratio in options.Ratios)
-                foreach (var method in new[] { MergeMethod.Average, MergeMethod.Subspace })
-                    rows.Add(Step("merge", method.ToString().ToLowerInvariant(), Pct(ratio), dir =>
+                foreach (var (name, settings) in new (string, Func<MergeOptions, MergeOptions>)[]
+                         {
+                             ("average (default)", o => o),
+                             ("subspace, energy 0.95", o => o with { Method = MergeMethod.Subspace, Energy = 0.95 }),
+                             ("plain average (no alignment, unbalanced clusters)", o => o with { Align = false, MaxClusterSize = 0 }),
+                         })
+                    rows.Add(Step("merge", name, Pct(ratio), dir =>
                     {
-                        var r = Merger.Run(new MergeOptions { Model = model, Output = dir, Ratio = ratio, Method = method, Profile = generalRequest }, progress, cancellationToken);
+                        var r = Merger.Run(settings(new MergeOptions { Model = model, Output = dir, Ratio = ratio, Profile = generalRequest }), progress, cancellationToken);
                         var rules = r.Layers.Select(l => l.RouterRow.ToString().ToLowerInvariant()).Distinct();
-                        return $"{r.Clustering.ToString().ToLowerInvariant()} clusters, router rows: {string.Join("/", rules)}";
+                        return $"{r.Method.ToString().ToLowerInvariant()}, {r.Clustering.ToString().ToLowerInvariant()} clusters, router rows: {string.Join("/", rules)}";
                     }));
 
         if (options.Sections.Contains("task"))
