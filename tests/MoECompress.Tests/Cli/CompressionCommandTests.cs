@@ -2,22 +2,14 @@ using System.Diagnostics;
 using System.Text.Json.Nodes;
 using MoECompress.Formats.Families;
 using MoECompress.Tests.Calibration;
+using MoECompress.Tests.Quantization;
 
 namespace MoECompress.Tests.Cli;
 
 /// <summary>prune, merge, quantize, dequantize and profiles compare through the command line on the tiny Mixtral model.</summary>
 public sealed class CompressionCommandTests
 {
-    private static readonly Lazy<string> Data = new(() =>
-    {
-        var path = TinyCalibrationModel.NewPath("cli-data") + ".jsonl";
-        var rng = new Random(23);
-        File.WriteAllLines(path, Enumerable.Range(0, 8).Select(_ =>
-            new JsonObject { ["input_ids"] = new JsonArray(Enumerable.Range(0, 64).Select(_ => (JsonNode?)rng.Next(3, 256)).ToArray()) }.ToJsonString()));
-        return path;
-    });
-
-    private static string[] Calibration => ["--data", Data.Value, "--samples", "4", "--seq-len", "32"];
+    private static string[] Calibration => ["--data", QuantizeTestData.TokenData, "--samples", "4", "--seq-len", "32"];
 
     [Fact]
     public void PruneWritesALoadableCheckpointAndItsReport()
@@ -69,7 +61,7 @@ public sealed class CompressionCommandTests
         var p1 = TinyCalibrationModel.NewPath("cli-profile-a");
         var p2 = TinyCalibrationModel.NewPath("cli-profile-b");
         Assert.Equal(0, CliRunner.Run(["calibrate", TinyCalibrationModel.Mixtral, "--out", p1, "--no-hessians", .. Calibration]).ExitCode);
-        Assert.Equal(0, CliRunner.Run(["calibrate", TinyCalibrationModel.Mixtral, "--out", p2, "--no-hessians", "--data", Data.Value, "--samples", "4", "--seq-len", "32", "--seed", "5"]).ExitCode);
+        Assert.Equal(0, CliRunner.Run(["calibrate", TinyCalibrationModel.Mixtral, "--out", p2, "--no-hessians", "--data", QuantizeTestData.TokenData, "--samples", "4", "--seq-len", "32", "--seed", "5"]).ExitCode);
         var r = CliRunner.Run("profiles", "compare", $"a={p1}", $"b={p2}", "--keep", "4", "--method", "frequency", "--json");
         Assert.True(r.ExitCode == 0, r.Stderr);
         var json = JsonNode.Parse(r.Stdout)!;

@@ -4,7 +4,7 @@ using MoECompress.Tests.Calibration;
 
 namespace MoECompress.Tests.Quantization;
 
-/// <summary>Shared inputs of the quantization tests: token-id data for the tiny models and small calibration settings.</summary>
+/// <summary>Shared inputs of the quantization and CLI compression tests: token-id data for the tiny models and small calibration settings.</summary>
 internal static class QuantizeTestData
 {
     private static readonly Lazy<string> Tokens = new(() =>
