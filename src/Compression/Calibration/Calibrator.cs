@@ -108,7 +108,8 @@ public static class Calibrator
         return outDir;
     }
 
-    private static string Sha256Hex(string path)
+    /// <summary>Lower-case hex SHA-256 of a file (the config hash a profile records).</summary>
+    internal static string Sha256Hex(string path)
     {
         using var stream = File.OpenRead(path);
         return Convert.ToHexStringLower(SHA256.HashData(stream));

@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using MoECompress.Compression.Model;
 using MoECompress.Compression.Tokenization;
 using MoECompress.Formats.Errors;
@@ -44,9 +43,7 @@ public static class ProfileProvider
         options.Validate();
         using var collector = new CalibrationCollector(options);
         CalibrationPass.Run(checkpoint, set, collector, new StreamingOptions { MicroBatchTokens = request.MicroBatch }, progress, cancellationToken);
-        string configHash;
-        using (var stream = File.OpenRead(checkpoint.ConfigPath)) configHash = Convert.ToHexStringLower(SHA256.HashData(stream));
-        var model = CalibrationModelInfo.From(checkpoint.MoE, checkpoint.Directory, configHash, tokenizer.Name);
+        var model = CalibrationModelInfo.From(checkpoint.MoE, checkpoint.Directory, Calibrator.Sha256Hex(checkpoint.ConfigPath), tokenizer.Name);
         return collector.Build(model, CalibrationDataInfo.From(set));
     }
 }

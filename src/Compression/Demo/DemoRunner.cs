@@ -34,8 +34,8 @@ public static class DemoRunner
                 Model = model, Samples = options.Samples, SeqLen = options.SeqLen, Out = profileDir, Overwrite = options.ProfileOut is null,
             }, progress, cancellationToken);
 
-            var domainFiles = Directory.GetFiles(heldOut).Where(f => f.EndsWith(".txt", StringComparison.OrdinalIgnoreCase)).Order(StringComparer.Ordinal).ToList();
-            var domains = Evaluate(model, null, domainFiles, options, progress, cancellationToken);
+            var domainFiles = PerDomainEvaluation.DomainFiles(heldOut);
+            var domains = PerDomainEvaluation.Run(model, null, domainFiles, options.MaxTokensPerDomain, options.Context, progress, cancellationToken);
 
             var compressed = new List<DemoCompressedModel>();
             if (options.Compress)
@@ -67,31 +67,14 @@ public static class DemoRunner
                 }
 
                 DemoCompressedModel Compressed(string name, string description, string dir) => new(name, description, Path.GetFullPath(dir),
-                    Directory.GetFiles(dir, "*.safetensors").Sum(f => new FileInfo(f).Length),
-                    Evaluate(dir, model, domainFiles, options, progress, cancellationToken));
+                    PerDomainEvaluation.TensorBytes(dir),
+                    PerDomainEvaluation.Run(dir, model, domainFiles, options.MaxTokensPerDomain, options.Context, progress, cancellationToken));
             }
-            return new DemoReport(Path.GetFullPath(model), Directory.GetFiles(model, "*.safetensors").Sum(f => new FileInfo(f).Length), calibration, domains, compressed, clock.Elapsed);
+            return new DemoReport(Path.GetFullPath(model), PerDomainEvaluation.TensorBytes(model), calibration, domains, compressed, clock.Elapsed);
         }
         finally
         {
             if (options.ProfileOut is null && Directory.Exists(profileDir)) Directory.Delete(profileDir, recursive: true);
         }
-    }
-
-    private static List<(string, EvaluationReport)> Evaluate(string model, string? baseModel, IReadOnlyList<string> files, DemoOptions options,
-        IProgress<string>? progress, CancellationToken cancellationToken)
-    {
-        var result = new List<(string, EvaluationReport)>();
-        foreach (var file in files)
-        {
-            cancellationToken.ThrowIfCancellationRequested();
-            var report = Evaluator.Run(new EvaluateOptions
-            {
-                Model = model, Base = baseModel, Data = file, MaxTokens = options.MaxTokensPerDomain,
-                Context = options.Context, Stride = options.Context / 2,
-            }, progress, cancellationToken);
-            result.Add((Path.GetFileNameWithoutExtension(file), report));
-        }
-        return result;
     }
 }

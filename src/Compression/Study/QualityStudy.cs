@@ -34,7 +34,7 @@ public static class QualityStudy
         if (Directory.Exists(root) || File.Exists(root))
             throw new MoeCompressException(ErrorKind.Io, $"{root}: already exists; the study writes a new folder");
         Directory.CreateDirectory(root);
-        var domains = Directory.GetFiles(heldOut, "*.txt").Order(StringComparer.Ordinal).ToList();
+        var domains = PerDomainEvaluation.DomainFiles(heldOut);
 
         progress?.Report("calibrating the general profile");
         var general = Path.Combine(root, "profile-general");
@@ -43,7 +43,7 @@ public static class QualityStudy
 
         var rows = new List<QualityStudyRow>();
         var original = Evaluate(model, null, domains, options, progress, cancellationToken);
-        rows.Add(new QualityStudyRow("original", "original", "-", TensorBytes(model), original, 0));
+        rows.Add(new QualityStudyRow("original", "original", "-", PerDomainEvaluation.TensorBytes(model), original, 0));
 
         QualityStudyRow Step(string section, string name, string setting, Func<string, string> compress)
         {
@@ -54,7 +54,7 @@ public static class QualityStudy
             var detail = compress(dir);
             double seconds = sw.Elapsed.TotalSeconds;
             var quality = Evaluate(dir, model, domains, options, progress, cancellationToken);
-            var row = new QualityStudyRow(section, name, setting, TensorBytes(dir), quality, seconds, detail);
+            var row = new QualityStudyRow(section, name, setting, PerDomainEvaluation.TensorBytes(dir), quality, seconds, detail);
             if (!options.KeepCheckpoints) Directory.Delete(dir, recursive: true);
             progress?.Report($"   {name} {setting}: PPL {row.Perplexity:0.00} (base {row.BasePerplexity:0.00}), KL {row.MeanKl:0.0000}");
             return row;
@@ -127,18 +127,11 @@ public static class QualityStudy
     private static List<DomainQuality> Evaluate(string model, string? baseModel, IReadOnlyList<string> domains, QualityStudyOptions options,
         IProgress<string>? progress, CancellationToken cancellationToken)
     {
-        var result = new List<DomainQuality>();
-        foreach (var file in domains)
-        {
-            var r = Evaluator.Run(new EvaluateOptions { Model = model, Base = baseModel, Data = file, MaxTokens = options.EvalTokensPerDomain }, null, cancellationToken);
-            var m = r.Metrics;
-            result.Add(new DomainQuality(Path.GetFileNameWithoutExtension(file), m.Perplexity, m.BasePerplexity ?? m.Perplexity,
-                m.MeanKl ?? 0, m.Top1Agreement ?? 1, m.TokensScored));
-        }
+        var result = PerDomainEvaluation.Run(model, baseModel, domains, options.EvalTokensPerDomain, cancellationToken: cancellationToken)
+            .Select(d => new DomainQuality(d.Domain, d.Report.Metrics.Perplexity, d.Report.Metrics.BasePerplexity ?? d.Report.Metrics.Perplexity,
+                d.Report.Metrics.MeanKl ?? 0, d.Report.Metrics.Top1Agreement ?? 1, d.Report.Metrics.TokensScored))
+            .ToList();
         progress?.Report($"   evaluated {model}: " + string.Join(", ", result.Select(d => $"{d.Domain} {d.Perplexity:0.0}")));
         return result;
     }
-
-    private static long TensorBytes(string dir) =>
-        Directory.GetFiles(dir, "*.safetensors").Sum(f => new FileInfo(f).Length);
 }

@@ -62,17 +62,22 @@ internal static class TinyCalibrationModel
         return Enumerable.Range(0, count).Select(_ => Enumerable.Range(0, length).Select(_ => rng.Next(vocab)).ToArray()).ToArray();
     }
 
-    private static string Write(string preset, Action<string, float[]> edit)
+    private static string Write(string preset, Action<string, float[]> edit) => Write(preset, Path.Combine(Root.Value, preset), 7, edit);
+
+    /// <summary>
+    /// Writes the float32 checkpoint of a synthetic preset (values from <paramref name="seed"/>, each tensor passed through
+    /// <paramref name="edit"/>) with the Mixtral tokenizer files into <paramref name="dir"/>.
+    /// </summary>
+    public static string Write(string preset, string dir, int seed, Action<string, float[]> edit)
     {
-        var (_, _, config, tensors) = SyntheticCheckpoint.Plan(preset, new SyntheticOptions { Seed = 7 });
+        var (_, _, config, tensors) = SyntheticCheckpoint.Plan(preset, new SyntheticOptions { Seed = seed });
         var plan = tensors.Select(t => new TensorSpec(t.Name, SafetensorsDType.F32, t.Shape)).ToList();
-        var dir = Path.Combine(Root.Value, preset);
         using var writer = CheckpointWriter.Create(dir, plan, new CheckpointWriterOptions { FlushToDisk = false });
         foreach (var t in tensors)
         {
             var f32 = t with { DType = SafetensorsDType.F32 };
             var values = new float[f32.ElementCount];
-            SyntheticValueGenerator.Fill(f32, 7, MemoryMarshal.AsBytes(values.AsSpan()));
+            SyntheticValueGenerator.Fill(f32, seed, MemoryMarshal.AsBytes(values.AsSpan()));
             edit(t.Name, values);
             writer.Write(t.Name, MemoryMarshal.AsBytes(values.AsSpan()));
         }

@@ -53,25 +53,6 @@ internal static class PruningTestModels
         }
     }
 
-    private static string Write(string preset, string folder, Action<string, float[]> edit)
-    {
-        var (_, _, config, tensors) = SyntheticCheckpoint.Plan(preset, new SyntheticOptions { Seed = 13 });
-        var plan = tensors.Select(t => new TensorSpec(t.Name, SafetensorsDType.F32, t.Shape)).ToList();
-        var dir = TinyCalibrationModel.NewPath(folder);
-        using var writer = CheckpointWriter.Create(dir, plan, new CheckpointWriterOptions { FlushToDisk = false });
-        foreach (var t in tensors)
-        {
-            var f32 = t with { DType = SafetensorsDType.F32 };
-            var values = new float[f32.ElementCount];
-            SyntheticValueGenerator.Fill(f32, 13, MemoryMarshal.AsBytes(values.AsSpan()));
-            edit(t.Name, values);
-            writer.Write(t.Name, MemoryMarshal.AsBytes(values.AsSpan()));
-        }
-        writer.WriteTextFile("config.json", config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-        var tokenizer = Path.Combine(Infrastructure.RepoPaths.TestData, "tokenizers", "mixtral-8x7b");
-        foreach (var file in new[] { "tokenizer.json", "tokenizer_config.json" })
-            writer.WriteFile(file, File.ReadAllBytes(Path.Combine(tokenizer, file)));
-        writer.Commit();
-        return dir;
-    }
+    private static string Write(string preset, string folder, Action<string, float[]> edit) =>
+        TinyCalibrationModel.Write(preset, TinyCalibrationModel.NewPath(folder), 13, edit);
 }
