@@ -22,7 +22,7 @@ return args.Length switch
 static int Usage()
 {
     Console.Error.WriteLine("usage: moe-compress-bench io [--size 2GB] [--dir DIR] [--rounds 3] [--cached] [--no-hash] [--keep]");
-    Console.Error.WriteLine("       moe-compress-bench calibrate [--layers 4] [--hidden 256] [--samples 32] [--seq-len 256] [--no-hessians]");
+    Console.Error.WriteLine("       moe-compress-bench calibrate [--layers 4] [--hidden 256] [--samples 32] [--seq-len 256]");
     Console.Error.WriteLine("       moe-compress-bench compress [--size 1GB] [--samples 8] [--seq-len 128]");
     Console.Error.WriteLine("       moe-compress-bench quantize [--layers 58] [--experts 256] [--widths 5] [--hidden 2048] [--intermediate 1408] [--bits 4]");
     Console.Error.WriteLine("       moe-compress-bench quality [--out DIR] [--section prune|merge|task|quantize]... [--samples 32] [--seq-len 256] [--eval-tokens 2048]");

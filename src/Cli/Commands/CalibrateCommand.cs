@@ -7,7 +7,7 @@ namespace MoECompress.Cli.Commands;
 /// <summary>
 /// `moe-compress calibrate &lt;model&gt; [--data D] [--samples N] [--seq-len L] [--seed S] [--out P]`: runs calibration
 /// text through the model one layer at a time and writes a calibration profile (router statistics, expert coverage,
-/// super experts, Hessians).
+/// super experts; no Hessians: those are collected per layer by the steps that need them).
 /// </summary>
 internal static class CalibrateCommand
 {
@@ -21,12 +21,11 @@ internal static class CalibrateCommand
         var output = new Option<string?>("--out") { Description = "Profile folder (default: <model>-calibration beside the current folder)" };
         var overwrite = new Option<bool>("--overwrite") { Description = "Replace the profile folder if it exists" };
         var dump = new Option<bool>("--dump-router-logits") { Description = "Also write every token's raw router logits" };
-        var noHessians = new Option<bool>("--no-hessians") { Description = "Skip the expert input Hessians (smaller profile; GPTQ then falls back)" };
         var cold = new Option<double?>("--cold-threshold") { Description = "Routed tokens below which an expert counts as cold (default max(16, 0.1·N·k/E))" };
         var microBatch = new Option<int>("--micro-batch") { Description = "Tokens pushed through a layer at once", DefaultValueFactory = _ => 2048 };
         var command = new Command("calibrate", "Run calibration text through the model layer by layer and write a calibration profile")
         {
-            model, data, samples, seqLen, seed, output, overwrite, dump, noHessians, cold, microBatch,
+            model, data, samples, seqLen, seed, output, overwrite, dump, cold, microBatch,
         };
         command.SetAction(async (parse, ct) =>
         {
@@ -43,7 +42,6 @@ internal static class CalibrateCommand
                 Out = parse.GetValue(output),
                 Overwrite = parse.GetValue(overwrite),
                 DumpRouterLogits = parse.GetValue(dump),
-                CollectHessians = !parse.GetValue(noHessians),
                 ColdThreshold = parse.GetValue(cold),
                 MicroBatch = parse.GetValue(microBatch),
             };

@@ -31,7 +31,7 @@ internal sealed class CompressionOptions
 
     public IEnumerable<Option> All => [Profile, Data, Samples, SeqLen, Seed, Overwrite, DryRun, Eval, EvalData, EvalTokens, Json, ReportDir];
 
-    public ProfileRequest ProfileRequest(ParseResult parse, bool hessians = true)
+    public ProfileRequest ProfileRequest(ParseResult parse)
     {
         OptionChecks.Positive(parse.GetValue(SeqLen), "--seq-len");
         if (parse.GetValue(Samples) < 0) throw OptionChecks.Usage("--samples", "must be 0 or more");
@@ -44,7 +44,6 @@ internal sealed class CompressionOptions
             Samples = parse.GetValue(Samples),
             SeqLen = parse.GetValue(SeqLen),
             Seed = parse.GetValue(Seed),
-            CollectHessians = hessians,
         };
     }
 

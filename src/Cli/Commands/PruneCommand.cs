@@ -38,7 +38,7 @@ internal static class PruneCommand
                 Method = parse.GetValue(method),
                 Global = parse.GetValue(global),
                 AllowSuperExperts = parse.GetValue(allowSuper),
-                Profile = shared.ProfileRequest(parse, hessians: false),
+                Profile = shared.ProfileRequest(parse),
                 Overwrite = parse.GetValue(shared.Overwrite),
                 DryRun = parse.GetValue(shared.DryRun),
             };

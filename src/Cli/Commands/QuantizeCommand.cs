@@ -18,7 +18,7 @@ internal static class QuantizeCommand
         var output = new Argument<string?>("out") { Description = "Folder of the quantized checkpoint (not needed with --dry-run)", Arity = ArgumentArity.ZeroOrOne };
         var bits = new Option<double?>("--bits") { Description = "Average bits per routed-expert weight, e.g. 2.5 (with --uniform: the width of every expert)" };
         var size = new Option<string?>("--size") { Description = "Size budget of the output's tensors, e.g. 12GB or 500MB (packed formats)" };
-        var method = new Option<string>("--method") { Description = "gptq (Hessians from the profile) or rtn", DefaultValueFactory = _ => "gptq" };
+        var method = new Option<string>("--method") { Description = "gptq (per-expert Hessians collected layer by layer) or rtn", DefaultValueFactory = _ => "gptq" };
         var format = new Option<string>("--format") { Description = "gptq, compressed-tensors or dequantized (bf16 fake-quant)", DefaultValueFactory = _ => "gptq" };
         var granularity = new Option<string>("--granularity") { Description = "expert (one width per expert) or layer (one per MoE layer, for vLLM's fused kernels)", DefaultValueFactory = _ => "expert" };
         var uniform = new Option<bool>("--uniform") { Description = "Every routed expert at --bits (no allocation; baselines)" };
@@ -32,11 +32,14 @@ internal static class QuantizeCommand
         var gamma = new Option<double>("--gamma") { Description = "Exponent of the measured error ε in the cost", DefaultValueFactory = _ => 2.0 };
         var attentionBits = new Option<int?>("--attention-bits") { Description = "Also quantize attention projections (RTN) to this width (default: keep 16-bit)" };
         var sharedBits = new Option<int?>("--shared-expert-bits") { Description = "Also quantize shared experts (RTN) to this width (default: keep)" };
+        var propagate = new Option<string>("--propagate") { Description = "Outputs that feed the next layer in the sequential GPTQ pass: compressed (the quantized layer's) or original", DefaultValueFactory = _ => "compressed" };
+        var maxMemory = new Option<string?>("--max-memory") { Description = "Memory budget, e.g. 16GB (default: 75% of physical RAM); experts of a layer are processed in chunks that fit" };
+        var layers = new Option<string?>("--layers") { Description = "Quantize only the experts of these decoder layers, e.g. 0-3 or 8- (others copied)" };
         var shared = new CompressionOptions();
         var command = new Command("quantize", "Quantize routed experts at mixed precision (widths chosen by an OR-Tools allocation)")
         {
             input, output, bits, size, method, format, granularity, uniform, candidates, groupSize, sym, actOrder, gateWeighted,
-            alpha, beta, gamma, attentionBits, sharedBits,
+            alpha, beta, gamma, attentionBits, sharedBits, propagate, maxMemory, layers,
         };
         foreach (var o in shared.All) command.Options.Add(o);
         command.SetAction(async (parse, ct) =>
@@ -64,6 +67,9 @@ internal static class QuantizeCommand
                 SharedExpertBits = parse.GetValue(sharedBits),
                 Profile = shared.ProfileRequest(parse),
                 Overwrite = parse.GetValue(shared.Overwrite),
+                Propagate = OptionChecks.ParseEnum<Propagation>(parse.GetValue(propagate)!, "--propagate"),
+                MaxMemoryBytes = parse.GetValue(maxMemory) is { } m ? ByteSize.Parse(m, "--max-memory") : null,
+                Layers = parse.GetValue(layers) is { } r ? Compression.Pipeline.LayerRange.Parse(r) : null,
                 DryRun = parse.GetValue(shared.DryRun),
             };
             if (options.Output is null && !options.DryRun) throw OptionChecks.Usage("out", "give the output folder (or --dry-run)");

@@ -19,12 +19,17 @@ internal static class SynthesizeCommand
         var layers = new Option<int?>("--layers") { Description = "Decoder layers (default: the preset's)" };
         var experts = new Option<int?>("--experts") { Description = "Routed experts per MoE layer (default: the preset's)" };
         var hidden = new Option<int?>("--hidden") { Description = "Hidden size (default: the preset's)" };
+        var intermediate = new Option<int?>("--intermediate") { Description = "Routed-expert intermediate size, e.g. 14336 (real Mixtral-8x7B width)" };
+        var denseIntermediate = new Option<int?>("--dense-intermediate") { Description = "Dense-MLP intermediate size (dense-first layers)" };
+        var heads = new Option<int?>("--heads") { Description = "Attention heads (with --kv-heads and --head-dim: a real model's head layout)" };
+        var kvHeads = new Option<int?>("--kv-heads") { Description = "Key/value heads" };
+        var headDim = new Option<int?>("--head-dim") { Description = "Size of one attention head" };
         var targetSize = new Option<string?>("--target-size") { Description = "Scale widths up until the weights reach this size, e.g. 2GB" };
         var shardSize = new Option<string?>("--max-shard-size") { Description = "Shard size cap, e.g. 500MB" };
         var overwrite = new Option<bool>("--overwrite") { Description = "Replace the output folder if it exists" };
         var command = new Command("synthesize", "Write a random checkpoint laid out like a real MoE family")
         {
-            preset, output, seed, layers, experts, hidden, targetSize, shardSize, overwrite,
+            preset, output, seed, layers, experts, hidden, intermediate, denseIntermediate, heads, kvHeads, headDim, targetSize, shardSize, overwrite,
         };
         command.SetAction((parse, ct) =>
         {
@@ -34,6 +39,11 @@ internal static class SynthesizeCommand
                 Layers = parse.GetValue(layers),
                 Experts = parse.GetValue(experts),
                 Hidden = parse.GetValue(hidden),
+                Intermediate = parse.GetValue(intermediate),
+                DenseIntermediate = parse.GetValue(denseIntermediate),
+                Heads = parse.GetValue(heads),
+                KvHeads = parse.GetValue(kvHeads),
+                HeadDim = parse.GetValue(headDim),
                 TargetBytes = parse.GetValue(targetSize) is { } t ? ByteSize.Parse(t, "--target-size") : null,
                 ShardBytes = parse.GetValue(shardSize) is { } s ? ByteSize.Parse(s, "--max-shard-size") : null,
                 Overwrite = parse.GetValue(overwrite),

@@ -30,8 +30,6 @@ public sealed record CalibrateOptions
     /// <summary>Also write every token's raw router logits (router-logits/router_logits.safetensors).</summary>
     public bool DumpRouterLogits { get; init; }
 
-    /// <summary>Gather the experts' input Hessians (large; see <see cref="CalibrationCollectorOptions.CollectHessians"/>). Default on.</summary>
-    public bool CollectHessians { get; init; } = true;
 
     /// <summary>Record each expert's mean output over all tokens as well (E/k times the expert compute).</summary>
     public bool MeanOutputOverAllTokens { get; init; }

@@ -5,11 +5,11 @@ namespace MoECompress.Compression.Calibration;
 /// <summary>
 /// An <see cref="ILayerObserver"/> that gathers the calibration statistics of every MoE layer while the forward
 /// engine runs (streaming or resident): router statistics from <see cref="ILayerObserver.OnMoEBlock"/>, expert
-/// statistics and input Hessians from <see cref="ILayerObserver.OnExpert"/> (definitions: <see cref="MoELayerStatistics"/>).
+/// statistics from <see cref="ILayerObserver.OnExpert"/> (definitions: <see cref="MoELayerStatistics"/>). Memory is
+/// E×H values per layer; input Hessians are not collected here (see <see cref="LayerHessianCollector"/>).
 /// Nothing is run twice: the statistics come from the tensors the engine computes anyway (except
 /// <see cref="CalibrationCollectorOptions.MeanOutputOverAllTokens"/>, which runs every expert on every token).
-/// Callbacks must come from one thread at a time (the engine's order). Call <see cref="Build"/> after the run; dispose
-/// the collector to free its Hessian accumulators.
+/// Callbacks must come from one thread at a time (the engine's order). Call <see cref="Build"/> after the run.
 /// </summary>
 public sealed class CalibrationCollector : ILayerObserver, IDisposable
 {
@@ -117,12 +117,11 @@ public sealed class CalibrationCollector : ILayerObserver, IDisposable
         return new RouterLogitDump(lengths, first.NumExperts, layers, tokenIds);
     }
 
-    /// <summary>Frees the Hessian accumulators.</summary>
+    /// <summary>Drops the accumulated sums.</summary>
     public void Dispose()
     {
         if (_disposed) return;
         _disposed = true;
-        foreach (var acc in _layers.Values) acc.Dispose();
         _layers.Clear();
     }
 }

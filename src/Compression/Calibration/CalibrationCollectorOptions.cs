@@ -4,13 +4,6 @@ namespace MoECompress.Compression.Calibration;
 public sealed record CalibrationCollectorOptions
 {
     /// <summary>
-    /// Accumulate the input Hessians of every routed expert (plain and gate-weighted, for gate/up and for down_proj).
-    /// They are large: E × 2 × (H² + I²) float64 values per MoE layer while collecting (half that as float32 in the
-    /// profile), so turn them off for big models. Default on.
-    /// </summary>
-    public bool CollectHessians { get; init; } = true;
-
-    /// <summary>
     /// Also run every routed expert on every token (not only the tokens routed to it) to record its mean output over all
     /// tokens, as HC-SMoE clusters on. Costs E/k times the expert compute of the run. Default off.
     /// </summary>

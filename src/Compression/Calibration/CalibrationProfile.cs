@@ -2,8 +2,9 @@ namespace MoECompress.Compression.Calibration;
 
 /// <summary>
 /// The result of a calibration run: per MoE layer and routed expert, the router and expert statistics of
-/// <see cref="MoELayerStatistics"/> (optionally input Hessians), the super experts they imply and the coverage report
-/// naming cold experts, with the model and data they came from.
+/// <see cref="MoELayerStatistics"/> (vectors and E×E / E×H matrices — never H² or I² Hessians, so a profile is KB–MB
+/// per layer whatever the expert width), the super experts they imply and the coverage report naming cold experts,
+/// with the model and data they came from.
 /// </summary>
 /// <remarks>
 /// On disk (<see cref="Save"/>) a profile is a folder written atomically (temporary folder + rename) by the project's
@@ -11,7 +12,8 @@ namespace MoECompress.Compression.Calibration;
 /// <c>profile.json</c> (provenance, options, a per-layer per-expert table of the scalar statistics, super experts,
 /// coverage) and <c>moe-compress-manifest.json</c> (sizes and SHA-256 of both); with a router-logit dump also
 /// <c>router-logits/router_logits.safetensors</c>. <see cref="Load"/> reads the tensors as the source of truth and
-/// re-derives super experts and coverage from them.
+/// re-derives super experts and coverage from them; the E×H mean outputs of each layer are read only when first used.
+/// Version-1 profiles (which also stored Hessians) load too; their Hessian tensors are ignored.
 /// </remarks>
 public sealed class CalibrationProfile
 {
@@ -26,7 +28,7 @@ public sealed class CalibrationProfile
     /// <summary>Value of "format" in profile.json.</summary>
     public const string FormatName = "moe-compress-calibration-profile";
     /// <summary>Version of the on-disk layout.</summary>
-    public const int FormatVersion = 1;
+    public const int FormatVersion = 2;
 
     private readonly Dictionary<int, MoELayerStatistics> _byLayer;
 
@@ -63,8 +65,6 @@ public sealed class CalibrationProfile
     public string ToolVersion { get; }
     /// <summary>When the profile was produced.</summary>
     public DateTimeOffset CreatedUtc { get; }
-    /// <summary>True when every layer holds input Hessians.</summary>
-    public bool HasHessians => Layers.Count > 0 && Layers.All(l => l.Hessians is not null);
     /// <summary>Router logits to write with the profile (not read back by <see cref="Load"/>; see <see cref="LoadRouterLogits"/>).</summary>
     public RouterLogitDump? RouterLogits { get; set; }
 

@@ -39,13 +39,6 @@ internal static class CalibrationProfileFile
             Add(ProfileTensorNames.MeanOutput(l.Layer), SafetensorsDType.F32, [e, l.HiddenSize], l.MeanOutput);
             if (l.MeanOutputAllTokens is { } all)
                 Add(ProfileTensorNames.MeanOutputAllTokens(l.Layer), SafetensorsDType.F32, [e, l.HiddenSize], all);
-            if (l.Hessians is { } hs)
-                for (var i = 0; i < e; i++)
-                    foreach (var kind in Enum.GetValues<HessianKind>())
-                    {
-                        var n = hs[i].Size(kind);
-                        Add(ProfileTensorNames.Hessian(l.Layer, i, kind), SafetensorsDType.F32, [n, n], hs[i].Values(kind));
-                    }
         }
 
         var options = new CheckpointWriterOptions
@@ -104,7 +97,6 @@ internal static class CalibrationProfileFile
 
     private static JsonObject OptionsJson(CalibrationCollectorOptions o) => new()
     {
-        ["collect_hessians"] = o.CollectHessians,
         ["mean_output_over_all_tokens"] = o.MeanOutputOverAllTokens,
         ["keep_router_logits"] = o.KeepRouterLogits,
         ["cold_threshold"] = o.ColdThreshold is { } c ? JsonValue.Create(c) : null,
@@ -170,8 +162,7 @@ internal static class CalibrationProfileFile
                 ["top_k"] = l.TopK,
                 ["hidden_size"] = l.HiddenSize,
                 ["intermediate_size"] = l.IntermediateSize,
-                ["hessians"] = l.Hessians is not null,
-                ["mean_output_all_tokens"] = l.MeanOutputAllTokens is not null,
+                ["mean_output_all_tokens"] = l.HasMeanOutputAllTokens,
                 ["experts"] = experts,
             });
         }
@@ -204,7 +195,6 @@ internal static class CalibrationProfileFile
                 ["max_abs_output"] = "max over tokens routed to i of max_j |f_i(x)_j| (down_proj output, before the gate)",
                 ["coselection"] = "C_ij: tokens whose top-k holds both i and j (diagonal n_i)",
                 ["mean_output"] = "mean of f_i(x) over tokens routed to i",
-                ["hessians"] = "un-normalised sums over routed tokens: x x^T (gate/up input), h h^T (down input), and the same weighted by g",
             },
             ["layers"] = layers,
             ["super_experts"] = new JsonObject
@@ -266,8 +256,8 @@ internal static class CalibrationProfileFile
         if (format != CalibrationProfile.FormatName)
             throw new CheckpointFormatException(jsonPath, null, null, $"'format' is '{format}', expected '{CalibrationProfile.FormatName}'");
         var version = j.Int(root, "format_version");
-        if (version != CalibrationProfile.FormatVersion)
-            throw new CheckpointFormatException(jsonPath, null, null, $"format_version {version} is not supported (this tool reads {CalibrationProfile.FormatVersion})");
+        if (version is < 1 or > CalibrationProfile.FormatVersion)
+            throw new CheckpointFormatException(jsonPath, null, null, $"format_version {version} is not supported (this tool reads 1 to {CalibrationProfile.FormatVersion})");
 
         var m = j.Object(root, "model");
         var model = new CalibrationModelInfo
@@ -300,12 +290,12 @@ internal static class CalibrationProfileFile
         var o = j.Object(root, "options");
         var options = new CalibrationCollectorOptions
         {
-            CollectHessians = o["collect_hessians"]?.GetValue<bool>() ?? false,
             MeanOutputOverAllTokens = o["mean_output_over_all_tokens"]?.GetValue<bool>() ?? false,
             KeepRouterLogits = o["keep_router_logits"]?.GetValue<bool>() ?? false,
             ColdThreshold = o["cold_threshold"] is JsonValue ct ? ct.GetValue<double>() : null,
         };
 
+        // Vectors and E×E matrices are read now; the E×H mean outputs (the bulk of a profile) when a step first asks.
         var layers = new List<MoELayerStatistics>();
         using (var file = SafetensorsFile.Open(tensorPath))
         {
@@ -314,32 +304,20 @@ internal static class CalibrationProfileFile
             {
                 var lj = node as JsonObject ?? throw new CheckpointFormatException(jsonPath, null, null, "'layers' holds a non-object entry");
                 int l = j.Int(lj, "layer"), e = j.Int(lj, "num_experts"), h = j.Int(lj, "hidden_size"), inter = j.Int(lj, "intermediate_size");
-                List<ExpertHessians>? hessians = null;
-                var selection = reader.Read<long>(ProfileTensorNames.SelectionCount(l), SafetensorsDType.I64, e);
-                var routed = reader.Read<long>(ProfileTensorNames.RoutedTokens(l), SafetensorsDType.I64, e);
-                var gateMass = reader.Read<double>(ProfileTensorNames.GateWeightMass(l), SafetensorsDType.F64, e);
-                if (lj["hessians"]?.GetValue<bool>() == true)
-                {
-                    hessians = new List<ExpertHessians>(e);
-                    for (var i = 0; i < e; i++)
-                        hessians.Add(new ExpertHessians(h, inter, routed[i], gateMass[i],
-                            reader.Read<float>(ProfileTensorNames.Hessian(l, i, HessianKind.Input), SafetensorsDType.F32, h, h),
-                            reader.Read<float>(ProfileTensorNames.Hessian(l, i, HessianKind.InputWeighted), SafetensorsDType.F32, h, h),
-                            reader.Read<float>(ProfileTensorNames.Hessian(l, i, HessianKind.Down), SafetensorsDType.F32, inter, inter),
-                            reader.Read<float>(ProfileTensorNames.Hessian(l, i, HessianKind.DownWeighted), SafetensorsDType.F32, inter, inter)));
-                }
+                reader.Check(ProfileTensorNames.MeanOutput(l), SafetensorsDType.F32, e, h);
+                var all = lj["mean_output_all_tokens"]?.GetValue<bool>() == true;
+                if (all) reader.Check(ProfileTensorNames.MeanOutputAllTokens(l), SafetensorsDType.F32, e, h);
                 layers.Add(new MoELayerStatistics(l, e, j.Int(lj, "top_k"), h, inter, j.Long(lj, "tokens"),
-                    selection, routed,
+                    reader.Read<long>(ProfileTensorNames.SelectionCount(l), SafetensorsDType.I64, e),
+                    reader.Read<long>(ProfileTensorNames.RoutedTokens(l), SafetensorsDType.I64, e),
                     reader.Read<double>(ProfileTensorNames.RoutingWeightMass(l), SafetensorsDType.F64, e),
-                    gateMass,
+                    reader.Read<double>(ProfileTensorNames.GateWeightMass(l), SafetensorsDType.F64, e),
                     reader.Read<double>(ProfileTensorNames.Tcess(l), SafetensorsDType.F64, e),
                     reader.Read<double>(ProfileTensorNames.Reap(l), SafetensorsDType.F64, e),
                     reader.Read<double>(ProfileTensorNames.MaxAbsOutput(l), SafetensorsDType.F64, e),
                     reader.Read<long>(ProfileTensorNames.Coselection(l), SafetensorsDType.I64, e, e),
-                    reader.Read<float>(ProfileTensorNames.MeanOutput(l), SafetensorsDType.F32, e, h),
-                    lj["mean_output_all_tokens"]?.GetValue<bool>() == true
-                        ? reader.Read<float>(ProfileTensorNames.MeanOutputAllTokens(l), SafetensorsDType.F32, e, h) : null,
-                    hessians));
+                    () => ReadLater(tensorPath, jsonPath, ProfileTensorNames.MeanOutput(l), e, h),
+                    all ? () => ReadLater(tensorPath, jsonPath, ProfileTensorNames.MeanOutputAllTokens(l), e, h) : null));
             }
         }
 
@@ -388,9 +366,24 @@ internal static class CalibrationProfileFile
     }
 
     /// <summary>Reads typed arrays from the profile's safetensors file, checking presence, dtype and shape.</summary>
+    /// <summary>Reads one float32 tensor of a saved profile on demand (the file is mapped only for the read).</summary>
+    private static float[] ReadLater(string tensorPath, string summaryPath, string name, params long[] shape)
+    {
+        try
+        {
+            using var file = SafetensorsFile.Open(tensorPath);
+            return new ProfileTensorReader(file, summaryPath).Read<float>(name, SafetensorsDType.F32, shape);
+        }
+        catch (FileNotFoundException ex)
+        {
+            throw new MoeCompressException(ErrorKind.Io, $"{tensorPath}: calibration profile tensors disappeared while in use", ex);
+        }
+    }
+
     private sealed class ProfileTensorReader(SafetensorsFile file, string summaryPath)
     {
-        public T[] Read<T>(string name, SafetensorsDType dtype, params long[] shape) where T : struct
+        /// <summary>Throws unless <paramref name="name"/> exists with this dtype and shape.</summary>
+        public void Check(string name, SafetensorsDType dtype, params long[] shape)
         {
             if (!file.Contains(name))
                 throw new CheckpointFormatException(file.Path, name, null,
@@ -399,6 +392,11 @@ internal static class CalibrationProfileFile
             if (info.DType != dtype || !info.Shape.SequenceEqual(shape))
                 throw new CheckpointFormatException(file.Path, name, null,
                     $"is {info.DType} [{string.Join(", ", info.Shape)}], expected {dtype} [{string.Join(", ", shape)}]");
+        }
+
+        public T[] Read<T>(string name, SafetensorsDType dtype, params long[] shape) where T : struct
+        {
+            Check(name, dtype, shape);
             return MemoryMarshal.Cast<byte, T>(file.GetBytes(name)).ToArray();
         }
     }

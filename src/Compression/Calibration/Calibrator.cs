@@ -88,7 +88,6 @@ public static class Calibrator
             throw new MoeCompressException(ErrorKind.Usage, $"{Path.GetFullPath(o.Data)}: calibration data not found");
         var collector = new CalibrationCollectorOptions
         {
-            CollectHessians = o.CollectHessians,
             MeanOutputOverAllTokens = o.MeanOutputOverAllTokens,
             KeepRouterLogits = o.DumpRouterLogits,
             ColdThreshold = o.ColdThreshold,

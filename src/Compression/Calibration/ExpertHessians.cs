@@ -3,67 +3,60 @@ using static TorchSharp.torch;
 namespace MoECompress.Compression.Calibration;
 
 /// <summary>
-/// Input Hessians (un-normalised second moments) of one routed expert's projections, gathered over the calibration
-/// tokens routed to it: Σ x xᵀ and Σ g·x xᵀ for gate_proj/up_proj (x [H]), Σ h hᵀ and Σ g·h hᵀ for down_proj
-/// (h [I]). Each micro-batch's product is computed in float32, the sums over micro-batches in float64, and the result
-/// is kept as float32 (row-major). GPTQ's H = 2/N · Σ x xᵀ is
-/// <c>2 / <see cref="Tokens"/></c> times <see cref="HessianKind.Input"/>; the gate-weighted sums normalise by
-/// <see cref="GateWeightSum"/>. An expert that received no token has all-zero matrices and <see cref="Tokens"/> 0.
+/// Input Hessians (un-normalised second moments) of one routed expert's projections over the calibration tokens routed
+/// to it in one layer pass — Σ x xᵀ and/or Σ g·x xᵀ for gate_proj/up_proj (x [H]), Σ h hᵀ and/or Σ g·h hᵀ for down_proj
+/// (h [I]) — as float32 tensors owned by this object (dispose it). They exist only while the layer they belong to is
+/// being compressed (<see cref="LayerHessianCollector"/>); profiles never store them. GPTQ's H = 2/N · Σ x xᵀ is
+/// <c>2 / <see cref="Tokens"/></c> times <see cref="HessianKind.Input"/>. An expert that received no token has all-zero
+/// matrices and <see cref="Tokens"/> 0.
 /// </summary>
-public sealed class ExpertHessians
+public sealed class ExpertHessians : IDisposable
 {
-    /// <summary>Creates the record; every matrix must have the stated size.</summary>
-    public ExpertHessians(int hiddenSize, int intermediateSize, long tokens, double gateWeightSum,
-        float[] input, float[] inputWeighted, float[] down, float[] downWeighted)
+    private readonly Dictionary<HessianKind, Tensor> _matrices;
+
+    /// <summary>Takes ownership of <paramref name="matrices"/> (each [n, n], float32).</summary>
+    public ExpertHessians(int expert, long tokens, double gateWeightSum, IReadOnlyDictionary<HessianKind, Tensor> matrices)
     {
-        if (input.Length != (long)hiddenSize * hiddenSize || inputWeighted.Length != input.Length)
-            throw new ArgumentException($"input Hessians must hold {hiddenSize}x{hiddenSize} values");
-        if (down.Length != (long)intermediateSize * intermediateSize || downWeighted.Length != down.Length)
-            throw new ArgumentException($"down_proj Hessians must hold {intermediateSize}x{intermediateSize} values");
-        HiddenSize = hiddenSize;
-        IntermediateSize = intermediateSize;
+        ArgumentNullException.ThrowIfNull(matrices);
+        foreach (var (kind, m) in matrices)
+            if (m.dim() != 2 || m.shape[0] != m.shape[1])
+                throw new ArgumentException($"expert {expert}: the {kind} Hessian must be square, found [{string.Join(", ", m.shape)}]");
+        Expert = expert;
         Tokens = tokens;
         GateWeightSum = gateWeightSum;
-        Input = input;
-        InputWeighted = inputWeighted;
-        Down = down;
-        DownWeighted = downWeighted;
+        _matrices = new Dictionary<HessianKind, Tensor>(matrices);
     }
 
-    /// <summary>H: size of x.</summary>
-    public int HiddenSize { get; }
-    /// <summary>I: size of the down_proj input.</summary>
-    public int IntermediateSize { get; }
-    /// <summary>Tokens summed (the expert's routed tokens).</summary>
+    /// <summary>The expert's index in its layer.</summary>
+    public int Expert { get; }
+    /// <summary>Tokens summed (the expert's routed tokens in this pass).</summary>
     public long Tokens { get; }
     /// <summary>Σ g over the routed tokens (normaliser of the weighted sums).</summary>
     public double GateWeightSum { get; }
-    /// <summary>Σ x xᵀ [H·H], row-major.</summary>
-    public float[] Input { get; }
-    /// <summary>Σ g·x xᵀ [H·H], row-major.</summary>
-    public float[] InputWeighted { get; }
-    /// <summary>Σ h hᵀ [I·I], row-major.</summary>
-    public float[] Down { get; }
-    /// <summary>Σ g·h hᵀ [I·I], row-major.</summary>
-    public float[] DownWeighted { get; }
+    /// <summary>The kinds held.</summary>
+    public IReadOnlyCollection<HessianKind> Kinds => _matrices.Keys;
 
-    /// <summary>The values of one matrix.</summary>
-    public float[] Values(HessianKind kind) => kind switch
+    /// <summary>True when <paramref name="kind"/> was collected.</summary>
+    public bool Has(HessianKind kind) => _matrices.ContainsKey(kind);
+
+    /// <summary>The matrix of one kind [n, n] (owned by this object: do not dispose it).</summary>
+    public Tensor Matrix(HessianKind kind) => _matrices.TryGetValue(kind, out var m) ? m
+        : throw new InvalidOperationException($"expert {Expert}: the {kind} Hessian was not collected");
+
+    /// <summary>Side length of one matrix.</summary>
+    public long Size(HessianKind kind) => Matrix(kind).shape[0];
+
+    /// <summary>Bytes of the float32 matrices of one expert for <paramref name="kinds"/>.</summary>
+    public static long Bytes(long hiddenSize, long intermediateSize, IEnumerable<HessianKind> kinds) =>
+        kinds.Sum(k => (IsInput(k) ? hiddenSize * hiddenSize : intermediateSize * intermediateSize) * sizeof(float));
+
+    /// <summary>True for the gate/up (input x) kinds.</summary>
+    public static bool IsInput(HessianKind kind) => kind is HessianKind.Input or HessianKind.InputWeighted;
+
+    /// <inheritdoc />
+    public void Dispose()
     {
-        HessianKind.Input => Input,
-        HessianKind.InputWeighted => InputWeighted,
-        HessianKind.Down => Down,
-        HessianKind.DownWeighted => DownWeighted,
-        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, null),
-    };
-
-    /// <summary>Side length of one matrix (H for the input kinds, I for the down kinds).</summary>
-    public int Size(HessianKind kind) => kind is HessianKind.Input or HessianKind.InputWeighted ? HiddenSize : IntermediateSize;
-
-    /// <summary>A new float32 tensor [n, n] holding a copy of one matrix (the caller disposes it).</summary>
-    public Tensor ToTensor(HessianKind kind)
-    {
-        var n = Size(kind);
-        return tensor(Values(kind), new long[] { n, n }, ScalarType.Float32);
+        foreach (var m in _matrices.Values) m.Dispose();
+        _matrices.Clear();
     }
 }

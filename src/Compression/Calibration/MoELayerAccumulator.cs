@@ -5,10 +5,9 @@ namespace MoECompress.Compression.Calibration;
 
 /// <summary>
 /// Running sums of one MoE layer for <see cref="CalibrationCollector"/>: counts as int64, every other sum in float64
-/// (C# arrays; Hessians as float64 tensors owned by this object, allocated when an expert first receives tokens, each
-/// micro-batch's x xᵀ product computed in float32 and added in float64).
+/// (C# arrays of E, E×E or E×H values: nothing here grows with H² or I²).
 /// </summary>
-internal sealed class MoELayerAccumulator : IDisposable
+internal sealed class MoELayerAccumulator
 {
     private readonly CalibrationCollectorOptions _options;
     private readonly long[] _selection;
@@ -21,7 +20,6 @@ internal sealed class MoELayerAccumulator : IDisposable
     private readonly long[] _coselection;
     private readonly double[] _outputSum;
     private readonly double[]? _allTokenOutputSum;
-    private readonly Tensor?[][]? _hessians; // [kind][expert], float64
     private readonly Dictionary<int, float[]>? _logits;
 
     public MoELayerAccumulator(int layer, int numExperts, int topK, int hiddenSize, int intermediateSize, CalibrationCollectorOptions options)
@@ -42,8 +40,6 @@ internal sealed class MoELayerAccumulator : IDisposable
         _coselection = new long[(long)numExperts * numExperts];
         _outputSum = new double[(long)numExperts * hiddenSize];
         if (options.MeanOutputOverAllTokens) _allTokenOutputSum = new double[(long)numExperts * hiddenSize];
-        if (options.CollectHessians)
-            _hessians = Enumerable.Range(0, 4).Select(_ => new Tensor?[numExperts]).ToArray();
         if (options.KeepRouterLogits) _logits = new Dictionary<int, float[]>();
     }
 
@@ -78,15 +74,6 @@ internal sealed class MoELayerAccumulator : IDisposable
         _routed[e] += n;
         AddRow(_outputSum, e, y.sum(0L));
 
-        if (_hessians is null) return;
-        // One micro-batch's products in float32 (at most a few thousand terms per entry), summed over batches in float64.
-        var x = a.Input.to(ScalarType.Float32);
-        var h = a.Intermediate.to(ScalarType.Float32);
-        var gw = a.Gates.to(ScalarType.Float32).reshape(-1, 1);
-        Accumulate(HessianKind.Input, e, x.t().mm(x));
-        Accumulate(HessianKind.InputWeighted, e, (x * gw).t().mm(x));
-        Accumulate(HessianKind.Down, e, h.t().mm(h));
-        Accumulate(HessianKind.DownWeighted, e, (h * gw).t().mm(h));
     }
 
     /// <summary>Routing sums from one micro-batch of the block.</summary>
@@ -138,15 +125,6 @@ internal sealed class MoELayerAccumulator : IDisposable
         }
     }
 
-    private void Accumulate(HessianKind kind, int expert, Tensor sum)
-    {
-        var slot = _hessians![(int)kind];
-        if (slot[expert] is null)
-            slot[expert] = sum.to(ScalarType.Float64).clone().DetachFromDisposeScope();
-        else
-            slot[expert]!.add_(sum.to(ScalarType.Float64));
-    }
-
     private static void AddVector(double[] target, Tensor values)
     {
         var v = values.contiguous().data<double>();
@@ -160,7 +138,7 @@ internal sealed class MoELayerAccumulator : IDisposable
         for (var j = 0; j < HiddenSize; j++) target[offset + j] += v[j];
     }
 
-    /// <summary>The layer's statistics (Hessian tensors are copied out; the accumulator stays usable).</summary>
+    /// <summary>The layer's statistics (copies; the accumulator stays usable).</summary>
     public MoELayerStatistics Build()
     {
         var e = NumExperts;
@@ -175,36 +153,8 @@ internal sealed class MoELayerAccumulator : IDisposable
         if (_allTokenOutputSum is not null)
             meanAll = _allTokenOutputSum.Select(s => n == 0 ? 0f : (float)(s / n)).ToArray();
 
-        List<ExpertHessians>? hessians = null;
-        if (_hessians is not null)
-        {
-            hessians = new List<ExpertHessians>(e);
-            for (var i = 0; i < e; i++)
-                hessians.Add(new ExpertHessians(HiddenSize, IntermediateSize, _routed[i], _gateMass[i],
-                    ToFloats(_hessians[0][i], HiddenSize), ToFloats(_hessians[1][i], HiddenSize),
-                    ToFloats(_hessians[2][i], IntermediateSize), ToFloats(_hessians[3][i], IntermediateSize)));
-        }
-
         return new MoELayerStatistics(Layer, e, TopK, HiddenSize, IntermediateSize, n,
             (long[])_selection.Clone(), (long[])_routed.Clone(), (double[])_scoreMass.Clone(), (double[])_gateMass.Clone(),
-            tcess, reap, (double[])_maxAbs.Clone(), (long[])_coselection.Clone(), mean, meanAll, hessians);
-    }
-
-    private static float[] ToFloats(Tensor? sum, int size)
-    {
-        if (sum is null) return new float[(long)size * size];
-        using var f = sum.to(ScalarType.Float32).contiguous();
-        return f.data<float>().ToArray();
-    }
-
-    public void Dispose()
-    {
-        if (_hessians is null) return;
-        foreach (var kind in _hessians)
-            for (var i = 0; i < kind.Length; i++)
-            {
-                kind[i]?.Dispose();
-                kind[i] = null;
-            }
+            tcess, reap, (double[])_maxAbs.Clone(), (long[])_coselection.Clone(), mean, meanAll);
     }
 }

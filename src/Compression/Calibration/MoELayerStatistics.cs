@@ -18,17 +18,28 @@ namespace MoECompress.Compression.Calibration;
 /// <item><see cref="MeanOutput"/> = (1/n_i) Σ_{t: i∈S_t} f_i(x_t) [E, H]; optionally
 /// <see cref="MeanOutputAllTokens"/> = (1/N) Σ_t f_i(x_t) over every token (HC-SMoE).</item>
 /// <item><see cref="RoutedTokens"/>: tokens the expert actually computed (equals n_i).</item>
-/// <item><see cref="Hessians"/>: per expert, when collected.</item>
 /// </list>
-/// Arrays are indexed by expert (matrices row-major); treat them as read-only.
+/// Arrays are indexed by expert (matrices row-major); treat them as read-only. Everything here is a vector or an E×E
+/// or E×H matrix (KB–MB per layer): input Hessians (H², I²) are never part of the statistics — they are collected per
+/// layer while it is compressed (<see cref="LayerHessianCollector"/>). A saved profile reads the E×H mean outputs only
+/// when first asked for (<see cref="MeanOutputLoaded"/>).
 /// </summary>
 public sealed class MoELayerStatistics
 {
     /// <summary>Creates the record, checking every array's length.</summary>
     public MoELayerStatistics(int layer, int numExperts, int topK, int hiddenSize, int intermediateSize, long tokens,
         long[] selectionCount, long[] routedTokens, double[] routingWeightMass, double[] gateWeightMass, double[] tcess,
-        double[] reap, double[] maxAbsOutput, long[] coselection, float[] meanOutput, float[]? meanOutputAllTokens,
-        IReadOnlyList<ExpertHessians>? hessians)
+        double[] reap, double[] maxAbsOutput, long[] coselection, float[] meanOutput, float[]? meanOutputAllTokens)
+        : this(layer, numExperts, topK, hiddenSize, intermediateSize, tokens, selectionCount, routedTokens, routingWeightMass,
+            gateWeightMass, tcess, reap, maxAbsOutput, coselection, () => meanOutput,
+            meanOutputAllTokens is null ? null : () => meanOutputAllTokens)
+    {
+    }
+
+    /// <summary>Creates the record with the E×H mean outputs read on first use (a saved profile's lazy layers).</summary>
+    public MoELayerStatistics(int layer, int numExperts, int topK, int hiddenSize, int intermediateSize, long tokens,
+        long[] selectionCount, long[] routedTokens, double[] routingWeightMass, double[] gateWeightMass, double[] tcess,
+        double[] reap, double[] maxAbsOutput, long[] coselection, Func<float[]> meanOutput, Func<float[]>? meanOutputAllTokens)
     {
         void Check(int length, long expected, string what)
         {
@@ -42,9 +53,12 @@ public sealed class MoELayerStatistics
         Check(reap.Length, numExperts, "reap");
         Check(maxAbsOutput.Length, numExperts, "max_abs_output");
         Check(coselection.Length, (long)numExperts * numExperts, "coselection");
-        Check(meanOutput.Length, (long)numExperts * hiddenSize, "mean_output");
-        if (meanOutputAllTokens is not null) Check(meanOutputAllTokens.Length, (long)numExperts * hiddenSize, "mean_output_all_tokens");
-        if (hessians is not null) Check(hessians.Count, numExperts, "hessians");
+        float[] Checked(Func<float[]> read, string what)
+        {
+            var values = read();
+            Check(values.Length, (long)numExperts * hiddenSize, what);
+            return values;
+        }
         Layer = layer;
         NumExperts = numExperts;
         TopK = topK;
@@ -59,9 +73,8 @@ public sealed class MoELayerStatistics
         Reap = reap;
         MaxAbsOutput = maxAbsOutput;
         Coselection = coselection;
-        MeanOutput = meanOutput;
-        MeanOutputAllTokens = meanOutputAllTokens;
-        Hessians = hessians;
+        _meanOutput = new Lazy<float[]>(() => Checked(meanOutput, "mean_output"));
+        _meanOutputAllTokens = meanOutputAllTokens is null ? null : new Lazy<float[]>(() => Checked(meanOutputAllTokens, "mean_output_all_tokens"));
     }
 
     /// <summary>Decoder layer index.</summary>
@@ -92,12 +105,17 @@ public sealed class MoELayerStatistics
     public double[] MaxAbsOutput { get; }
     /// <summary>C [E·E], row-major.</summary>
     public long[] Coselection { get; }
+    private readonly Lazy<float[]> _meanOutput;
+    private readonly Lazy<float[]>? _meanOutputAllTokens;
+
     /// <summary>Mean output over routed tokens [E·H], row-major.</summary>
-    public float[] MeanOutput { get; }
+    public float[] MeanOutput => _meanOutput.Value;
     /// <summary>Mean output over all N tokens [E·H], or null when not collected.</summary>
-    public float[]? MeanOutputAllTokens { get; }
-    /// <summary>Per-expert input Hessians, or null when not collected.</summary>
-    public IReadOnlyList<ExpertHessians>? Hessians { get; }
+    public float[]? MeanOutputAllTokens => _meanOutputAllTokens?.Value;
+    /// <summary>True when <see cref="MeanOutputAllTokens"/> was collected (without reading it).</summary>
+    public bool HasMeanOutputAllTokens => _meanOutputAllTokens is not null;
+    /// <summary>False until <see cref="MeanOutput"/> has been read (a saved profile reads it on first use).</summary>
+    public bool MeanOutputLoaded => _meanOutput.IsValueCreated;
 
     /// <summary>φ_i = n_i / N (0 when N = 0).</summary>
     public double Frequency(int expert) => Tokens == 0 ? 0 : (double)SelectionCount[expert] / Tokens;

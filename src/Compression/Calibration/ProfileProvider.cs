@@ -39,7 +39,7 @@ public static class ProfileProvider
         using var tokenizer = TokenizerLoader.Load(checkpoint.Directory);
         var set = CalibrationPass.LoadTokens(checkpoint, request.Data, tokenizer, request.DataOptions, progress, cancellationToken);
         progress?.Report($"calibrating on {set.Count} x {set.SeqLen} = {(long)set.Count * set.SeqLen:N0} tokens");
-        var options = new CalibrationCollectorOptions { CollectHessians = request.CollectHessians };
+        var options = new CalibrationCollectorOptions();
         options.Validate();
         using var collector = new CalibrationCollector(options);
         CalibrationPass.Run(checkpoint, set, collector, new StreamingOptions { MicroBatchTokens = request.MicroBatch }, progress, cancellationToken);

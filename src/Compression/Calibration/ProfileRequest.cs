@@ -16,8 +16,6 @@ public sealed record ProfileRequest
     public int SeqLen { get; init; } = 512;
     /// <summary>Seed of the window draw.</summary>
     public int Seed { get; init; }
-    /// <summary>Collect per-expert Hessians (GPTQ, whitened merging need them).</summary>
-    public bool CollectHessians { get; init; } = true;
     /// <summary>Tokens per micro-batch of the streamed run.</summary>
     public int MicroBatch { get; init; } = 2048;
 

@@ -23,14 +23,4 @@ public static class ProfileTensorNames
     public static string MeanOutput(int layer) => $"layers.{layer}.mean_output";
     /// <summary><c>layers.{l}.mean_output_all_tokens</c>: float32 [E, H] (optional).</summary>
     public static string MeanOutputAllTokens(int layer) => $"layers.{layer}.mean_output_all_tokens";
-
-    /// <summary><c>layers.{l}.experts.{i}.hessian_in</c> / <c>_in_weighted</c> / <c>_down</c> / <c>_down_weighted</c>: float32 [n, n].</summary>
-    public static string Hessian(int layer, int expert, HessianKind kind) => kind switch
-    {
-        HessianKind.Input => $"layers.{layer}.experts.{expert}.hessian_in",
-        HessianKind.InputWeighted => $"layers.{layer}.experts.{expert}.hessian_in_weighted",
-        HessianKind.Down => $"layers.{layer}.experts.{expert}.hessian_down",
-        HessianKind.DownWeighted => $"layers.{layer}.experts.{expert}.hessian_down_weighted",
-        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, null),
-    };
 }

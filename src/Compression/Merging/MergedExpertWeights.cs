@@ -22,7 +22,6 @@ public sealed class MergedExpertWeights : IMergedExpertWeights, IDisposable
     private readonly ModelCheckpoint _checkpoint;
     private readonly IReadOnlyDictionary<int, IReadOnlyList<ExpertCluster>> _layers;
     private readonly ExpertMergeSettings _settings;
-    private readonly CalibrationProfile? _profile;
     private readonly string? _cacheDirectory;
     private readonly IProgress<string>? _progress;
     private readonly Dictionary<(int Layer, int Expert), IReadOnlyDictionary<ExpertProjection, ProjectionMergeStatistics>> _statistics = new();
@@ -34,16 +33,14 @@ public sealed class MergedExpertWeights : IMergedExpertWeights, IDisposable
     /// <param name="checkpoint">The input model (kept open by the caller while this object is used).</param>
     /// <param name="layers">Routed layer → its clusters in output order.</param>
     /// <param name="settings">The merge arithmetic.</param>
-    /// <param name="profile">Calibration profile with Hessians (required when whitening; layers without Hessians are merged unwhitened).</param>
     /// <param name="cacheDirectory">A folder to keep computed layers in (created when needed, deleted by <see cref="Dispose"/>), or null.</param>
     /// <param name="progress">Receives one line per computed layer.</param>
     public MergedExpertWeights(ModelCheckpoint checkpoint, IReadOnlyDictionary<int, IReadOnlyList<ExpertCluster>> layers,
-        ExpertMergeSettings settings, CalibrationProfile? profile = null, string? cacheDirectory = null, IProgress<string>? progress = null)
+        ExpertMergeSettings settings, string? cacheDirectory = null, IProgress<string>? progress = null)
     {
         _checkpoint = checkpoint ?? throw new ArgumentNullException(nameof(checkpoint));
         _layers = layers ?? throw new ArgumentNullException(nameof(layers));
         _settings = settings ?? throw new ArgumentNullException(nameof(settings));
-        _profile = profile;
         _cacheDirectory = cacheDirectory;
         _progress = progress;
     }
@@ -76,16 +73,37 @@ public sealed class MergedExpertWeights : IMergedExpertWeights, IDisposable
         if (!_layers.TryGetValue(layer, out var clusters))
             throw new ArgumentException($"layer {layer} is not part of this merge plan", nameof(layer));
         Release();
-        _held = _cached.Contains(layer) ? ReadCache(layer, clusters) : Compute(layer, clusters);
+        _held = _cached.Contains(layer) ? ReadCache(layer, clusters) : Compute(layer, clusters, null);
         _heldLayer = layer;
         return _held;
     }
 
-    private Dictionary<(int, ExpertProjection), Tensor> Compute(int layer, IReadOnlyList<ExpertCluster> clusters)
+    /// <summary>
+    /// Merges layer <paramref name="layer"/> whitened by <paramref name="hessians"/> (its merged members' plain input
+    /// Hessians, collected while the layer ran: see <see cref="LayerHessianCollector"/>) and keeps the result in the cache
+    /// folder only, so the Hessians can be freed before the next layer. Needs a cache folder.
+    /// </summary>
+    public void Precompute(int layer, IReadOnlyDictionary<int, ExpertHessians> hessians)
+    {
+        ArgumentNullException.ThrowIfNull(hessians);
+        if (_cacheDirectory is null) throw new InvalidOperationException("precomputing merged layers needs a cache folder");
+        if (!_layers.TryGetValue(layer, out var clusters))
+            throw new ArgumentException($"layer {layer} is not part of this merge plan", nameof(layer));
+        if (_heldLayer == layer) Release();
+        var computed = Compute(layer, clusters, hessians);
+        foreach (var t in computed.Values) t.Dispose();
+    }
+
+    /// <summary>The experts of <paramref name="layer"/> that belong to a merged cluster.</summary>
+    public IReadOnlyList<int> MergedMembers(int layer) =>
+        _layers.TryGetValue(layer, out var clusters) ? clusters.Where(c => c.IsMerged).SelectMany(c => c.Members).Order().ToList() : [];
+
+    private Dictionary<(int, ExpertProjection), Tensor> Compute(int layer, IReadOnlyList<ExpertCluster> clusters,
+        IReadOnlyDictionary<int, ExpertHessians>? hessians)
     {
         var clock = Stopwatch.StartNew();
         var result = new Dictionary<(int, ExpertProjection), Tensor>();
-        var hessians = _settings.Whiten && _profile is not null && _profile.HasLayer(layer) ? _profile.Layer(layer).Hessians : null;
+        if (!_settings.Whiten) hessians = null;
         try
         {
             for (var k = 0; k < clusters.Count; k++)
@@ -151,14 +169,14 @@ public sealed class MergedExpertWeights : IMergedExpertWeights, IDisposable
     /// Σ over members of the plain input Hessian of the projection (Input for gate/up, Down for down_proj), float64; a
     /// member's down_proj Hessian is reordered with its alignment permutation, like its neurons.
     /// </summary>
-    private static Tensor SummedHessian(IReadOnlyList<ExpertHessians> hessians, IReadOnlyList<int> members, ExpertProjection projection,
+    private static Tensor SummedHessian(IReadOnlyDictionary<int, ExpertHessians> hessians, IReadOnlyList<int> members, ExpertProjection projection,
         IReadOnlyDictionary<int, int[]> permutations)
     {
         var kind = projection == ExpertProjection.Down ? HessianKind.Down : HessianKind.Input;
         var sum = (Tensor?)null;
         foreach (var m in members)
         {
-            using var h = hessians[m].ToTensor(kind);
+            var h = hessians[m].Matrix(kind);
             using var aligned = kind == HessianKind.Down && permutations.TryGetValue(m, out var pi) ? NeuronAlignment.ApplyToHessian(pi, h) : h.alias();
             if (sum is null) sum = aligned.to(ScalarType.Float64);
             else sum.add_(aligned.to(ScalarType.Float64));

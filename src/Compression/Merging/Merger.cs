@@ -67,10 +67,7 @@ public static class Merger
             notes.Add($"neuron alignment: intermediate size {moe.ExpertIntermediateSize} > {LinearAssignment.ExactLimit}, permutations chosen greedily (not the exact optimum)");
 
         // Statistics.
-        var request = options.Profile.Profile is null ? options.Profile with { CollectHessians = options.Whiten } : options.Profile;
-        var profile = ProfileProvider.LoadOrCollect(checkpoint, request, progress, cancellationToken);
-        if (options.Whiten && !profile.HasHessians)
-            throw Usage($"--whiten needs per-expert Hessians, but the calibration profile {options.Profile.Profile} has none; calibrate with Hessians");
+        var profile = ProfileProvider.LoadOrCollect(checkpoint, options.Profile, progress, cancellationToken);
         cancellationToken.ThrowIfCancellationRequested();
 
         // Clusters.
@@ -149,15 +146,17 @@ public static class Merger
             Method = options.Method, Rank = options.Rank, Energy = energy, Whiten = options.Whiten, Damping = options.Damping,
             Align = align,
         };
-        var cache = options.RouterRows == RouterRowChoice.Auto && options.Method == MergeMethod.Subspace
+        var cache = (options.RouterRows == RouterRowChoice.Auto || options.Whiten) && options.Method == MergeMethod.Subspace
             ? Path.Combine(Path.GetDirectoryName(outputDir)!, $".{Path.GetFileName(outputDir)}.merge-cache-{Guid.NewGuid():N}")
             : null;
-        using var weights = new MergedExpertWeights(checkpoint, clusters, settings, profile, cache, progress);
+        using var weights = new MergedExpertWeights(checkpoint, clusters, settings, cache, progress);
+        if (options.Method == MergeMethod.Subspace && options.Whiten)
+            WhitenedLayers(checkpoint, options, weights, routedLayers.Where(profile.HasLayer).ToList(), progress, cancellationToken);
 
         var rows = ChooseRouterRows(checkpoint, options, clusters, weights, profile, progress, cancellationToken);
         if (options.Method == MergeMethod.Subspace && options.Whiten)
             foreach (var l in routedLayers.Where(l => !profile.HasLayer(l)))
-                notes.Add($"layer {l}: no Hessians (MTP layer), merged without whitening");
+                notes.Add($"layer {l}: no calibration activations (MTP layer), merged without whitening");
 
         var plan = new ExpertSurgeryPlan
         {
@@ -176,6 +175,43 @@ public static class Merger
         if (options.MaxShardBytes is { } shard) surgeryOptions = surgeryOptions with { MaxShardBytes = shard };
         var result = ExpertSurgery.Write(checkpoint, plan, outputDir!, surgeryOptions, progress, cancellationToken);
         return Report(weights, rows, result);
+    }
+
+    /// <summary>
+    /// Whitened subspace merging, one decoder layer at a time: the calibration tokens stream through the model, and at each
+    /// MoE layer the merged members' input Hessians (Σ x xᵀ, Σ h hᵀ) are collected for that layer only, the layer's clusters
+    /// are merged and cached on disk, and the Hessians are freed before the next layer.
+    /// </summary>
+    private static void WhitenedLayers(ModelCheckpoint checkpoint, MergeOptions options, MergedExpertWeights weights,
+        IReadOnlyList<int> layers, IProgress<string>? progress, CancellationToken ct)
+    {
+        var set = CalibrationPass.LoadTokens(checkpoint, options.Profile.Data, options.Profile.DataOptions, progress, ct);
+        progress?.Report($"whitening: collecting input Hessians layer by layer on {set.Count} x {set.SeqLen} tokens");
+        var engine = new ModelEngine(checkpoint);
+        using var session = engine.CreateRunner(new StreamingOptions { MicroBatchTokens = options.Profile.MicroBatch }).Start(set.Sequences, null, ct);
+        var last = layers.DefaultIfEmpty(-1).Max();
+        while (session.NextLayer <= last)
+        {
+            var l = session.NextLayer;
+            var members = weights.MergedMembers(l);
+            if (!layers.Contains(l) || members.Count == 0)
+            {
+                session.RunNextLayer(null, ct);
+                continue;
+            }
+            using var layer = session.LoadNextLayer();
+            using var collector = new LayerHessianCollector(l, members, [HessianKind.Input, HessianKind.Down]);
+            session.Advance(layer, collector, ct);
+            var hessians = collector.Build();
+            try
+            {
+                weights.Precompute(l, hessians);
+            }
+            finally
+            {
+                foreach (var h in hessians.Values) h.Dispose();
+            }
+        }
     }
 
     /// <summary>The router-row rule of one layer and why.</summary>

@@ -105,29 +105,68 @@ public sealed class StreamingSession : IDisposable
     {
         if (AllLayersDone) throw new InvalidOperationException("every decoder layer has already run");
         ThrowIfFailed();
+        _progress?.Report(new StreamingProgress(StreamingStage.LoadingLayer, NextLayer, NumLayers, 0, Sequences.Count));
+        using var layer = LoadNextLayer();
+        Advance(layer, observer, cancellationToken);
+    }
+
+    /// <summary>The weights of decoder layer <see cref="NextLayer"/> as the engine reads them (the caller disposes the layer).
+    /// Run it with <see cref="Observe"/> as often as needed, change it (e.g. replace expert weights by their compressed
+    /// versions), then move the hidden states on with <see cref="Advance"/>.</summary>
+    public DecoderLayer LoadNextLayer()
+    {
+        if (AllLayersDone) throw new InvalidOperationException("every decoder layer has already run");
+        ThrowIfFailed();
+        using var noGrad = no_grad();
+        return Engine.LoadLayer(NextLayer);
+    }
+
+    /// <summary>
+    /// Runs every sequence through <paramref name="layer"/> (which must be layer <see cref="NextLayer"/>, e.g. from
+    /// <see cref="LoadNextLayer"/>) with <paramref name="observer"/> attached, and discards the outputs: the hidden states
+    /// stay the layer's inputs, so several observers can see the same inputs one after another (a layer's experts in
+    /// chunks whose statistics fit in memory).
+    /// </summary>
+    public void Observe(DecoderLayer layer, ILayerObserver observer, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(observer);
+        RunLayer(layer, observer, store: false, cancellationToken);
+    }
+
+    /// <summary>
+    /// Runs every sequence through <paramref name="layer"/> (layer <see cref="NextLayer"/>; the caller keeps ownership),
+    /// stores its outputs as the next layer's inputs and moves on to the next layer.
+    /// </summary>
+    public void Advance(DecoderLayer layer, ILayerObserver? observer = null, CancellationToken cancellationToken = default)
+    {
+        RunLayer(layer, observer, store: true, cancellationToken);
+        NextLayer++;
+    }
+
+    private void RunLayer(DecoderLayer layer, ILayerObserver? observer, bool store, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(layer);
+        if (AllLayersDone) throw new InvalidOperationException("every decoder layer has already run");
+        ThrowIfFailed();
         var index = NextLayer;
-        _progress?.Report(new StreamingProgress(StreamingStage.LoadingLayer, index, NumLayers, 0, Sequences.Count));
+        if (layer.Index != index) throw new ArgumentException($"the session is at layer {index}, the layer given is {layer.Index}", nameof(layer));
         using var noGrad = no_grad();
         // A failure mid-layer leaves some sequences one layer ahead of the others: the session cannot go on.
-        _failedLayer = index;
-        using (var layer = Engine.LoadLayer(index))
+        if (store) _failedLayer = index;
+        observer?.OnLayerStart(layer);
+        var done = 0;
+        foreach (var batch in _batches)
         {
-            observer?.OnLayerStart(layer);
-            var done = 0;
-            foreach (var batch in _batches)
-            {
-                cancellationToken.ThrowIfCancellationRequested();
-                using var scope = NewDisposeScope();
-                var x = _store.Gather(batch.SequenceIndices);
-                var y = layer.Forward(x, Rope(batch.SequenceLength), observer, batch);
-                _store.Scatter(batch.SequenceIndices, y);
-                done += batch.SequenceIndices.Count;
-                _progress?.Report(new StreamingProgress(StreamingStage.Layer, index, NumLayers, done, Sequences.Count));
-            }
-            observer?.OnLayerEnd(layer);
+            cancellationToken.ThrowIfCancellationRequested();
+            using var scope = NewDisposeScope();
+            var x = _store.Gather(batch.SequenceIndices);
+            var y = layer.Forward(x, Rope(batch.SequenceLength), observer, batch);
+            if (store) _store.Scatter(batch.SequenceIndices, y);
+            done += batch.SequenceIndices.Count;
+            _progress?.Report(new StreamingProgress(StreamingStage.Layer, index, NumLayers, done, Sequences.Count));
         }
+        observer?.OnLayerEnd(layer);
         _failedLayer = null;
-        NextLayer = index + 1;
     }
 
     private void ThrowIfFailed()

@@ -78,8 +78,7 @@ public static class Pruner
             ModelEngine.EnsureSupported(checkpoint.Family, checkpoint.Config);
 
         // Calibration statistics.
-        var request = options.Profile.Profile is null ? options.Profile with { CollectHessians = false } : options.Profile;
-        var profile = ProfileProvider.LoadOrCollect(checkpoint, request, progress, cancellationToken);
+        var profile = ProfileProvider.LoadOrCollect(checkpoint, options.Profile, progress, cancellationToken);
         var source = new ProfileSource(options.Profile.Profile is null ? null : Path.GetFullPath(options.Profile.Profile),
             profile.Data, profile.Tokens, profile.CreatedUtc);
         var decoderLayers = profile.Layers.Select(l => l.Layer).ToList();

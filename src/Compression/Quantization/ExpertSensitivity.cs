@@ -9,9 +9,10 @@ namespace MoECompress.Compression.Quantization;
 /// <summary>
 /// MC-MoE's per-expert quantization sensitivity: for every MoE layer, routed expert i and candidate width b,
 /// ε_ib = Σ‖ΔY‖² / Σ‖Y‖² over the calibration tokens, where Y is the MoE block's output and ΔY its change when expert
-/// i alone is quantized to b bits (with the user's method: RTN, or GPTQ from the profile's Hessians; experts that
-/// calibration covered too thinly fall back to RTN and are listed). One streamed pass over the calibration tokens; each
-/// expert's projections are quantized once per width.
+/// i alone is quantized to b bits (with the user's method: RTN, or GPTQ from the layer's Hessians, collected while that
+/// layer runs and freed after it; experts that calibration covered too thinly fall back to RTN and are listed). One
+/// sequential pass over the calibration tokens, fed by the original model's activations (the widths are chosen only
+/// after every layer is measured); each expert's projections are quantized once per width.
 /// </summary>
 /// <remarks>
 /// ΔY is measured on the tokens routed to expert i only, weighted by their gate weights: the router is never quantized,
@@ -20,26 +21,66 @@ namespace MoECompress.Compression.Quantization;
 /// </remarks>
 public static class ExpertSensitivity
 {
-    /// <summary>Streams <paramref name="set"/> through the model and measures ε for every MoE layer (those of
-    /// <paramref name="profile"/> when given), expert and candidate width.</summary>
+    /// <summary>Streams <paramref name="set"/> through the model one decoder layer at a time and measures ε for every MoE
+    /// layer (those of <paramref name="profile"/> when given), expert and candidate width; with GPTQ each layer's input
+    /// Hessians are collected for that layer only, <paramref name="memory"/>'s chunk of experts at a time, and freed.</summary>
     /// <param name="checkpoint">The model.</param>
     /// <param name="set">Calibration tokens (<see cref="CalibrationPass.LoadTokens(ModelCheckpoint, string?, CalibrationDataOptions, IProgress{string}?, CancellationToken)"/>).</param>
-    /// <param name="profile">Calibration profile: Hessians and coverage for GPTQ (required with <see cref="QuantizeMethod.Gptq"/>).</param>
+    /// <param name="profile">Calibration profile: coverage (cold experts fall back to RTN), or null.</param>
     /// <param name="options">Widths and quantization recipe.</param>
+    /// <param name="memory">Memory plan (expert chunk, hidden-state spilling); null = every expert of a layer at once, in RAM.</param>
     /// <param name="progress">Receives one line per layer.</param>
     /// <param name="cancellationToken">Cancels between experts.</param>
     public static ExpertSensitivityResult Measure(ModelCheckpoint checkpoint, CalibrationSet set, CalibrationProfile? profile,
-        ExpertSensitivityOptions options, IProgress<string>? progress = null, CancellationToken cancellationToken = default)
+        ExpertSensitivityOptions options, Pipeline.MemoryPlan? memory = null, IProgress<string>? progress = null,
+        CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(checkpoint);
         ArgumentNullException.ThrowIfNull(set);
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
-        if (options.Recipe.Method == QuantizeMethod.Gptq && profile is null)
-            throw new ArgumentException("GPTQ sensitivity needs the calibration profile's Hessians", nameof(profile));
+        ModelEngine.EnsureSupported(checkpoint.Family, checkpoint.Config);
         var sw = Stopwatch.StartNew();
+        var engine = new ModelEngine(checkpoint);
+        var streaming = new StreamingOptions
+        {
+            MicroBatchTokens = options.MicroBatch,
+            MaxResidentHiddenStateBytes = memory?.MaxResidentHiddenStateBytes ?? new StreamingOptions().MaxResidentHiddenStateBytes,
+        };
+        using var session = engine.CreateRunner(streaming).Start(set.Sequences, null, cancellationToken);
         using var observer = new ExpertSensitivityObserver(profile, options, progress, cancellationToken);
-        CalibrationPass.Run(checkpoint, set, observer, new StreamingOptions { MicroBatchTokens = options.MicroBatch }, progress, cancellationToken);
+        var kinds = options.Recipe.HessianKinds;
+        while (!session.AllLayersDone)
+        {
+            var l = session.NextLayer;
+            if (!checkpoint.MoE.IsMoELayer[l] || (profile is not null && !profile.HasLayer(l)))
+            {
+                session.RunNextLayer(null, cancellationToken);
+                continue;
+            }
+            progress?.Report($"sensitivity: layer {l}");
+            using var layer = session.LoadNextLayer();
+            var experts = layer.MoE!.Experts.Count;
+            var chunks = Enumerable.Range(0, experts).Chunk(kinds.Count == 0 ? experts : Math.Max(1, memory?.ExpertsPerChunk ?? experts)).ToList();
+            for (var c = 0; c < chunks.Count; c++)
+            {
+                using var hessians = kinds.Count == 0 ? null : new LayerHessianCollector(l, chunks[c], kinds);
+                var watch = new LayerObserverFan(c == 0 ? observer : null, hessians);
+                // The original layer's outputs feed the next layer (widths are not known yet): the last chunk advances.
+                if (c == chunks.Count - 1) session.Advance(layer, watch, cancellationToken);
+                else session.Observe(layer, watch, cancellationToken);
+                var built = hessians?.Build();
+                try
+                {
+                    observer.Measure(l, layer.MoE, chunks[c], built);
+                }
+                finally
+                {
+                    if (built is not null) foreach (var h in built.Values) h.Dispose();
+                }
+            }
+            observer.Clear();
+        }
         return new ExpertSensitivityResult(observer.Candidates, observer.Errors, observer.Tokens, observer.Fallbacks.ToList(), sw.Elapsed.TotalSeconds);
     }
 }

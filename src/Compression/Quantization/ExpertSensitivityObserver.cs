@@ -6,9 +6,10 @@ using static TorchSharp.torch;
 namespace MoECompress.Compression.Quantization;
 
 /// <summary>
-/// The layer observer behind <see cref="ExpertSensitivity"/>. Per MoE layer it keeps each micro-batch's block input and
-/// routing (top-k experts and gate weights) and Σ‖Y‖² of the block output; when the layer ends it quantizes each expert's
-/// three projections once per candidate width and measures ΔY on exactly the tokens routed to that expert. Because the
+/// The layer observer behind <see cref="ExpertSensitivity"/>. While one MoE layer runs it keeps each micro-batch's block
+/// input and routing (top-k experts and gate weights) and Σ‖Y‖² of the block output; <see cref="Measure"/> then quantizes
+/// each expert of a chunk (three projections, once per candidate width, with that layer's Hessians when GPTQ) and
+/// measures ΔY on exactly the tokens routed to that expert. Because the
 /// router is never quantized, replacing expert i changes the block output only on its routed tokens, by
 /// g_ti·(f̂_i(x_t) − f_i(x_t)); summing ‖·‖² of that equals ‖Block.Forward(x, {i: f̂_i}) − Y‖² while computing one expert
 /// instead of the whole block per (expert, width). Weights held: one expert at one width at a time.
@@ -40,6 +41,8 @@ internal sealed class ExpertSensitivityObserver : ILayerObserver, IDisposable
     public Dictionary<int, double[,]> Errors => _errors;
     public Dictionary<int, long[]> Tokens => _tokens;
     public IReadOnlyList<QuantizeFallback> Fallbacks => _fallbacks;
+    /// <summary>True once a layer's block inputs are held.</summary>
+    public bool HasInputs => _batches.Count > 0;
 
     public void OnLayerStart(DecoderLayer layer) => Clear();
 
@@ -53,47 +56,42 @@ internal sealed class ExpertSensitivityObserver : ILayerObserver, IDisposable
             activation.Routing.TopKWeights.to(ScalarType.Float32).clone().DetachFromDisposeScope()));
     }
 
-    public void OnLayerEnd(DecoderLayer layer)
+    /// <summary>
+    /// ε of the experts in <paramref name="experts"/> of the layer whose inputs are held, at every candidate width;
+    /// <paramref name="hessians"/> are that layer's (GPTQ; null entries or RTN fall back as the recipe says).
+    /// </summary>
+    public void Measure(int layer, MoEBlock block, IReadOnlyList<int> experts, IReadOnlyDictionary<int, ExpertHessians>? hessians)
     {
-        try
-        {
-            if (layer.MoE is { } moe && _batches.Count > 0 && (_profile is null || _profile.HasLayer(layer.Index)))
-                MeasureLayer(layer.Index, moe);
-        }
-        finally { Clear(); }
-    }
-
-    private void MeasureLayer(int layer, MoEBlock block)
-    {
-        var experts = block.Experts.Count;
-        var errors = new double[experts, _candidates.Length];
-        var tokens = new long[experts];
-        _progress?.Report($"sensitivity: layer {layer}, {experts} experts x {_candidates.Length} widths");
+        if (_batches.Count == 0) return;
+        var count = block.Experts.Count;
+        if (!_errors.TryGetValue(layer, out var errors)) _errors[layer] = errors = new double[count, _candidates.Length];
+        if (!_tokens.TryGetValue(layer, out var tokens)) _tokens[layer] = tokens = new long[count];
+        _progress?.Report($"sensitivity: layer {layer}, experts {experts[0]}..{experts[^1]} of {count} x {_candidates.Length} widths");
         var denominator = _outputSquares > 0 ? _outputSquares : 1.0;
-        for (var e = 0; e < experts; e++)
+        foreach (var e in experts)
         {
             _ct.ThrowIfCancellationRequested();
             using var scope = NewDisposeScope();
             var (x, g) = RoutedTokens(e);
             tokens[e] = x.shape[0];
-            var reason = _options.Recipe.FallbackReason(_profile, layer, e);
-            if (reason is not null)
-                _fallbacks.Add(new QuantizeFallback(layer, e, _profile?.HasLayer(layer) == true ? _profile.Layer(layer).RoutedTokens[e] : tokens[e],
-                    reason, "rtn"));
+            ExpertHessians? h = null;
+            if (_options.Recipe.Method == QuantizeMethod.Gptq)
+            {
+                var reason = _options.Recipe.FallbackReason(_profile, layer, e, tokens[e]);
+                if (reason is not null) _fallbacks.Add(new QuantizeFallback(layer, e, tokens[e], reason, "rtn"));
+                else h = hessians?.GetValueOrDefault(e);
+            }
             if (tokens[e] == 0) continue; // never routed: quantizing it cannot change the block output on these tokens
-            var hessians = _options.Recipe.HessiansFor(_profile, layer, e);
             var expert = block.Experts[e];
             var y = expert.Forward(x);
             for (var b = 0; b < _candidates.Length; b++)
             {
                 using var widthScope = NewDisposeScope();
-                using var replacement = Quantized(expert, _candidates[b], hessians);
+                using var replacement = Quantized(expert, _candidates[b], h);
                 var delta = (replacement.Forward(x) - y) * g.unsqueeze(1);
                 errors[e, b] = delta.to(ScalarType.Float64).square().sum().item<double>() / denominator;
             }
         }
-        _errors[layer] = errors;
-        _tokens[layer] = tokens;
     }
 
     /// <summary>The rows of all stored micro-batches routed to <paramref name="expert"/> [n, H] and their gate weights [n].</summary>
@@ -138,7 +136,8 @@ internal sealed class ExpertSensitivityObserver : ILayerObserver, IDisposable
         return mlp;
     }
 
-    private void Clear()
+    /// <summary>Drops the held block inputs.</summary>
+    public void Clear()
     {
         foreach (var (input, indices, weights) in _batches)
         {

@@ -63,6 +63,15 @@ public sealed record QuantizeOptions
     public ProfileRequest Profile { get; init; } = new();
     /// <summary>Replace an existing output folder.</summary>
     public bool Overwrite { get; init; }
+    /// <summary>Which outputs feed layer l+1 in the sequential GPTQ pass: the quantized layer l's (default, standard GPTQ
+    /// practice) or the original's.</summary>
+    public Propagation Propagate { get; init; } = Propagation.Compressed;
+    /// <summary>Memory budget of the process in bytes (null = 75% of physical memory): experts of one layer are processed
+    /// in chunks whose Hessians fit, and calibration hidden states spill to a temporary file when needed.</summary>
+    public long? MaxMemoryBytes { get; init; }
+    /// <summary>Quantize only the routed experts of the MoE layers in this range (others copied unchanged), or null for
+    /// every layer.</summary>
+    public Pipeline.LayerRange? Layers { get; init; }
     /// <summary>Plan only: calibrate, measure, allocate and report the predicted size; write nothing.</summary>
     public bool DryRun { get; init; }
 
@@ -133,6 +142,8 @@ public sealed record QuantizeOptions
         if (!double.IsFinite(DampPercent) || DampPercent < 0)
             throw new MoeCompressException(ErrorKind.Usage, $"--damp {DampPercent}: must be ≥ 0");
         if (MinGptqTokens < 1) throw new MoeCompressException(ErrorKind.Usage, $"--min-gptq-tokens {MinGptqTokens}: must be at least 1");
+        if (MaxMemoryBytes is <= 0) throw new MoeCompressException(ErrorKind.Usage, $"--max-memory {MaxMemoryBytes}: must be a positive number of bytes");
+        if (!Enum.IsDefined(Propagate)) throw new MoeCompressException(ErrorKind.Usage, $"--propagate {Propagate}: use compressed or original");
     }
 
     /// <summary>The options as JSON (recorded in the report and the output's manifest).</summary>
@@ -166,5 +177,8 @@ public sealed record QuantizeOptions
         ["seq_len"] = Profile.SeqLen,
         ["seed"] = Profile.Seed,
         ["dry_run"] = DryRun,
+        ["propagate"] = Propagate.ToString().ToLowerInvariant(),
+        ["max_memory"] = MaxMemoryBytes,
+        ["layers"] = Layers?.ToString(),
     };
 }

@@ -69,6 +69,13 @@ internal sealed class QuantizePlan
         var layers = moe.MoELayerIndices().ToList();
         if (layers.Count == 0 || moe.NumExperts == 0)
             throw new MoeCompressException(ErrorKind.Infeasible, $"{checkpoint.ConfigPath}: the model has no routed experts to quantize");
+        if (options.Layers is { } range)
+        {
+            layers = layers.Where(range.Contains).ToList();
+            if (layers.Count == 0)
+                throw new MoeCompressException(ErrorKind.Usage,
+                    $"--layers {range}: holds none of the model's MoE layers ({string.Join(", ", moe.MoELayerIndices())})");
+        }
         if (moe.Mxfp4Experts)
             throw new MoeCompressException(ErrorKind.Usage,
                 $"{checkpoint.Directory}: the routed experts are stored as MXFP4 (already quantized); quantize a bf16, f16 or f32 checkpoint");

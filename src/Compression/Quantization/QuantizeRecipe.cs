@@ -7,9 +7,9 @@ namespace MoECompress.Compression.Quantization;
 /// <summary>
 /// How one routed expert's projection is quantized, shared by the sensitivity measurement and the written output so that
 /// both see the same weights: the method (RTN, or GPTQ with the profile's Hessians: Σxxᵀ over the expert's routed tokens
-/// for gate_proj/up_proj, Σhhᵀ for down_proj, or their gate-weighted forms, MoEQuant), the group size and symmetry, and
-/// the GPTQ settings. Experts with no Hessian, cold in the profile, or with fewer than <see cref="MinGptqTokens"/> tokens
-/// fall back to RTN.
+/// for gate_proj/up_proj, Σhhᵀ for down_proj, or their gate-weighted forms, MoEQuant — collected for the layer being
+/// quantized, never stored), the group size and symmetry, and the GPTQ settings. Experts cold in the profile, or with
+/// fewer than <see cref="MinGptqTokens"/> tokens, fall back to RTN.
 /// </summary>
 public sealed record QuantizeRecipe
 {
@@ -33,26 +33,28 @@ public sealed record QuantizeRecipe
     /// <summary>The scheme at <paramref name="bits"/> bits.</summary>
     public QuantizationScheme Scheme(int bits) => new(bits, GroupSize, Symmetric);
 
+    /// <summary>The Hessian kinds GPTQ reads with this recipe (gate/up input and down_proj input, plain or gate-weighted);
+    /// empty for RTN.</summary>
+    public IReadOnlyList<HessianKind> HessianKinds => Method != QuantizeMethod.Gptq ? []
+        : GateWeighted ? [HessianKind.InputWeighted, HessianKind.DownWeighted] : [HessianKind.Input, HessianKind.Down];
+
     /// <summary>
     /// Why expert <paramref name="expert"/> of <paramref name="layer"/> cannot use GPTQ (null when it can, or when the
-    /// method is RTN). Cold experts (the profile's coverage report) and experts whose Hessian holds fewer than
-    /// <see cref="MinGptqTokens"/> tokens fall back.
+    /// method is RTN): cold in the profile's coverage report, or fewer than <see cref="MinGptqTokens"/> routed tokens in
+    /// the layer pass that collected its Hessians (<paramref name="tokens"/>).
     /// </summary>
-    public string? FallbackReason(CalibrationProfile? profile, int layer, int expert)
+    public string? FallbackReason(CalibrationProfile? profile, int layer, int expert, long tokens)
     {
         if (Method != QuantizeMethod.Gptq) return null;
-        if (profile is null || !profile.HasLayer(layer) || profile.Layer(layer).Hessians is not { } hessians)
-            return "no Hessians in the calibration profile";
-        var tokens = hessians[expert].Tokens;
-        if (profile.Coverage.IsCold(layer, expert))
+        if (profile is not null && profile.Coverage.IsCold(layer, expert))
             return $"cold: {tokens} routed tokens, threshold {profile.Coverage.ColdThreshold:0.#}";
-        if (tokens < MinGptqTokens) return $"{tokens} Hessian tokens, fewer than {MinGptqTokens}";
+        if (tokens < MinGptqTokens) return $"{tokens} routed tokens, fewer than {MinGptqTokens}";
         return null;
     }
 
-    /// <summary>The Hessians GPTQ uses for expert <paramref name="expert"/>, or null when it falls back to RTN.</summary>
-    public ExpertHessians? HessiansFor(CalibrationProfile? profile, int layer, int expert) =>
-        Method == QuantizeMethod.Gptq && FallbackReason(profile, layer, expert) is null ? profile!.Layer(layer).Hessians![expert] : null;
+    /// <summary>The Hessians GPTQ uses for one expert, or null when it falls back to RTN (<see cref="FallbackReason"/>).</summary>
+    public ExpertHessians? HessiansFor(CalibrationProfile? profile, int layer, ExpertHessians? collected) =>
+        collected is not null && FallbackReason(profile, layer, collected.Expert, collected.Tokens) is null ? collected : null;
 
     /// <summary>
     /// Quantizes one projection [out, in] (float32) at <paramref name="bits"/>: GPTQ with the matching Hessian when
@@ -69,8 +71,7 @@ public sealed record QuantizeRecipe
             ExpertProjection.Gate or ExpertProjection.Up => GateWeighted ? HessianKind.InputWeighted : HessianKind.Input,
             _ => throw new ArgumentOutOfRangeException(nameof(projection), projection, "quantize gate, up or down separately"),
         };
-        using var h = hessians.ToTensor(kind);
-        return GptqQuantizer.Quantize(weight, h, hessians.Tokens, scheme,
+        return GptqQuantizer.Quantize(weight, hessians.Matrix(kind), hessians.Tokens, scheme,
             new GptqOptions { DampPercent = DampPercent, BlockSize = BlockSize, ActOrder = ActOrder });
     }
 }

@@ -59,6 +59,10 @@ public sealed record QuantizeReport
     public int OtherQuantizedModules { get; init; }
     /// <summary>Remarks (fallbacks, formats, what was left in full precision).</summary>
     public required IReadOnlyList<string> Notes { get; init; }
+    /// <summary>The memory plan of the sequential passes (predicted peaks, expert chunk, spilling).</summary>
+    public Pipeline.MemoryPlan? Memory { get; init; }
+    /// <summary>Which activations fed each layer of the GPTQ pass.</summary>
+    public Propagation Propagation { get; init; }
     /// <summary>Seconds per phase: profile, sensitivity, allocation, write, total.</summary>
     public required IReadOnlyDictionary<string, double> Seconds { get; init; }
 
@@ -107,6 +111,8 @@ public sealed record QuantizeReport
         ["pinned_super_experts"] = new JsonArray(PinnedExperts.Select(p => (JsonNode?)new JsonObject { ["layer"] = p.Layer, ["expert"] = p.Expert }).ToArray()),
         ["other_quantized_modules"] = OtherQuantizedModules,
         ["notes"] = new JsonArray(Notes.Select(n => (JsonNode?)n).ToArray()),
+        ["propagation"] = Propagation.ToString().ToLowerInvariant(),
+        ["memory"] = Memory?.ToJsonObject(),
         ["seconds"] = new JsonObject(Seconds.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)Math.Round(kv.Value, 3)))),
     };
 
@@ -126,6 +132,10 @@ public sealed record QuantizeReport
         sb.AppendLine($"| size | input {InputBytes:N0} B → predicted {PredictedBytes:N0} B{(ActualBytes is { } a ? $", written {a:N0} B" : "")} ({(InputBytes > 0 ? (100.0 * PredictedBytes / InputBytes).ToString("0.#", inv) : "-")}%) |");
         if (Allocation is { } al)
             sb.AppendLine($"| allocation | {al.Status.ToString().ToLowerInvariant()} by {al.Method}, gap {al.Gap.ToString("0.###e+0", inv)}, {al.Seconds.ToString("0.###", inv)} s, {al.Decisions} decisions |");
+        if (Options.Method == QuantizeMethod.Gptq && !DryRun)
+            sb.AppendLine($"| pipeline | sequential, one layer at a time; layer l+1 fed by the {(Propagation == Propagation.Compressed ? "quantized" : "original")} layer l's outputs{(Options.Allocates ? "; sensitivity pass on original activations first, then the allocation, then the write pass" : "")} |");
+        if (Memory is { } m)
+            sb.AppendLine($"| memory | budget {Pipeline.MemoryPlan.Format(m.BudgetBytes)}, predicted peak {Pipeline.MemoryPlan.Format(m.PeakBytes)}, {m.ExpertsPerChunk} expert(s) per chunk, hidden states {(m.SpillHiddenStates ? "spilled to disk" : "in RAM")} |");
         sb.AppendLine($"| time | {string.Join(", ", Seconds.Select(kv => $"{kv.Key} {kv.Value.ToString("0.#", inv)} s"))} |");
         sb.AppendLine();
 

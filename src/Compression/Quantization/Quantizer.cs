@@ -1,7 +1,10 @@
 using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using System.Globalization;
 using MoECompress.Compression.Calibration;
+using MoECompress.Compression.Data;
+using MoECompress.Compression.Pipeline;
 using MoECompress.Compression.Model;
 using MoECompress.Formats.Errors;
 using MoECompress.Formats.Families;
@@ -68,17 +71,16 @@ public static class Quantizer
             ModelEngine.EnsureSupported(checkpoint.Family, checkpoint.Config);
         cancellationToken.ThrowIfCancellationRequested();
 
-        // 1. Calibration profile (router statistics, Hessians, coverage).
+        // Memory: plan the per-layer stages before any calibration work, so an impossible budget fails in seconds.
+        var memory = PlanMemory(checkpoint, plan, options);
+        if (options.DryRun) progress?.Report(memory.ToMarkdown().TrimEnd());
+
+        // 1. Calibration profile (router statistics, coverage): vectors per layer, no Hessians.
         CalibrationProfile? profile = null;
         if (needsProfile)
         {
             var sw = Stopwatch.StartNew();
-            var request = options.Profile with { CollectHessians = options.Profile.Profile is null ? options.Method == QuantizeMethod.Gptq : options.Profile.CollectHessians };
-            profile = ProfileProvider.LoadOrCollect(checkpoint, request, progress, cancellationToken);
-            if (options.Method == QuantizeMethod.Gptq && !profile.HasHessians)
-                throw new MoeCompressException(ErrorKind.Usage,
-                    $"{options.Profile.Profile ?? "calibration profile"}: holds no expert Hessians, which --method gptq needs; " +
-                    "calibrate with Hessians or use --method rtn");
+            profile = ProfileProvider.LoadOrCollect(checkpoint, options.Profile, progress, cancellationToken);
             seconds["profile"] = sw.Elapsed.TotalSeconds;
         }
 
@@ -87,6 +89,9 @@ public static class Quantizer
         BitAllocation? allocation = null;
         ExpertSensitivityResult? sensitivity = null;
         var pinned = new List<(int Layer, int Expert)>();
+        CalibrationSet? set = null;
+        if (options.Allocates || (recipe.Method == QuantizeMethod.Gptq && !options.DryRun))
+            set = CalibrationPass.LoadTokens(checkpoint, options.Profile.Data, options.Profile.DataOptions, progress, cancellationToken);
         if (options.Uniform)
         {
             foreach (var l in plan.Layers) widths[l] = Enumerable.Repeat((int)options.Bits!.Value, plan.NumExperts).ToArray();
@@ -94,11 +99,10 @@ public static class Quantizer
         else
         {
             var sw = Stopwatch.StartNew();
-            var set = CalibrationPass.LoadTokens(checkpoint, options.Profile.Data, options.Profile.DataOptions, progress, cancellationToken);
-            progress?.Report($"measuring expert sensitivity on {set.Count} x {set.SeqLen} tokens at {string.Join("/", options.Candidates.Order())} bits");
+            progress?.Report($"pass 1 of 2: measuring expert sensitivity on {set!.Count} x {set.SeqLen} tokens at {string.Join("/", options.Candidates.Order())} bits, layer by layer");
             sensitivity = ExpertSensitivity.Measure(checkpoint, set, profile,
                 new ExpertSensitivityOptions { Candidates = options.Candidates, Recipe = recipe, MicroBatch = options.Profile.MicroBatch },
-                progress, cancellationToken);
+                memory, progress, cancellationToken);
             seconds["sensitivity"] = sw.Elapsed.TotalSeconds;
 
             var top = options.Candidates.Max();
@@ -135,21 +139,16 @@ public static class Quantizer
         }
 
         // 3. Cold experts and their fallback.
+        // Cold experts from the profile; GPTQ adds the experts whose layer pass gave them too few tokens while writing.
         var cold = new List<QuantizeFallback>();
-        if (profile is not null)
-            foreach (var l in plan.Layers)
-                for (var e = 0; e < plan.NumExperts; e++)
-                {
-                    var routed = profile.Layer(l).RoutedTokens[e];
-                    if (recipe.FallbackReason(profile, l, e) is { } reason) cold.Add(new QuantizeFallback(l, e, routed, reason, "rtn"));
-                    else if (profile.Coverage.IsCold(l, e))
-                        cold.Add(new QuantizeFallback(l, e, routed, $"cold: {routed} routed tokens, threshold {profile.Coverage.ColdThreshold:0.#}", null));
-                }
-        if (cold.Any(c => c.Method is not null))
-            notes.Add($"{cold.Count(c => c.Method is not null)} routed experts had too few calibration tokens for GPTQ and were quantized with RTN.");
+        if (profile is not null && recipe.Method != QuantizeMethod.Gptq)
+            foreach (var c in profile.Coverage.ColdExperts.Where(c => plan.Layers.Contains(c.Layer)))
+                cold.Add(new QuantizeFallback(c.Layer, c.Expert, c.RoutedTokens, $"cold: {c.RoutedTokens} routed tokens, threshold {profile.Coverage.ColdThreshold:0.#}", null));
         var predicted = plan.OutputBytes(widths);
         var otherModules = plan.Entries.Count(e => e.Kind == QuantizePlan.Kind.Module);
-        if (otherModules > 0) notes.Add($"{otherModules} attention / shared-expert modules quantized with RTN (their inputs have no Hessians in the profile).");
+        if (otherModules > 0) notes.Add($"{otherModules} attention / shared-expert modules quantized with RTN (GPTQ collects Hessians for routed experts only).");
+        if (options.Layers is { } range && plan.Layers.Count < checkpoint.MoE.NumMoELayers)
+            notes.Add($"--layers {range}: only the routed experts of MoE layers {string.Join(", ", plan.Layers)} are quantized; the others are copied unchanged.");
         if (options.Format != QuantizedFormat.Dequantized && options.Granularity == BitAllocationGranularity.Expert && !options.Uniform
             && widths.Values.Any(w => w.Distinct().Count() > 1))
             notes.Add("Experts of one layer have different widths: loaders that declare per-module bits (GPTQ dynamic, compressed-tensors groups) read it; " +
@@ -166,15 +165,18 @@ public static class Quantizer
             Layers = plan.Layers, NumExperts = plan.NumExperts, Widths = widths, ExpertParameters = plan.ExpertParameters,
             AverageBits = expertBits / expertParams, StoredBitsPerParameter = storedBits, InputBytes = plan.InputBytes,
             PredictedBytes = predicted, ActualBytes = actual, FixedBytes = plan.FixedBytes, Allocation = allocation, Sensitivity = sensitivity,
-            ColdExperts = cold, PinnedExperts = pinned, OtherQuantizedModules = otherModules, Notes = notes,
+            ColdExperts = cold, PinnedExperts = pinned, OtherQuantizedModules = otherModules, Notes = notes, Memory = memory,
+            Propagation = options.Propagate,
             Seconds = new Dictionary<string, double>(seconds) { ["total"] = total.Elapsed.TotalSeconds },
         };
         if (output is null) return Report(null);
 
         // 4. Write.
         var write = Stopwatch.StartNew();
-        Write(checkpoint, plan, options, recipe, profile, widths, output, progress, cancellationToken, allocation);
+        Write(checkpoint, plan, options, recipe, profile, widths, output, set, memory, cold, progress, cancellationToken, allocation);
         seconds["write"] = write.Elapsed.TotalSeconds;
+        if (cold.Any(c => c.Method is not null))
+            notes.Add($"{cold.Count(c => c.Method is not null)} routed experts had too few calibration tokens for GPTQ and were quantized with RTN.");
         long actualBytes;
         using (var written = SafetensorsCheckpoint.Open(output))
             actualBytes = written.Names.Sum(n => written.GetInfo(n).ByteLength);
@@ -182,8 +184,8 @@ public static class Quantizer
     }
 
     private static void Write(ModelCheckpoint checkpoint, QuantizePlan plan, QuantizeOptions options, QuantizeRecipe recipe,
-        CalibrationProfile? profile, IReadOnlyDictionary<int, int[]> widths, string output, IProgress<string>? progress,
-        CancellationToken ct, BitAllocation? allocation)
+        CalibrationProfile? profile, IReadOnlyDictionary<int, int[]> widths, string output, CalibrationSet? set, MemoryPlan memory,
+        List<QuantizeFallback> fallbacks, IProgress<string>? progress, CancellationToken ct, BitAllocation? allocation)
     {
         var src = checkpoint.Tensors;
         var specs = plan.Specs(widths);
@@ -191,29 +193,15 @@ public static class Quantizer
         {
             Overwrite = options.Overwrite, ManifestOptions = options.ToJsonObject(),
         });
-        var lastLayer = int.MinValue;
+        // Everything that needs no calibration first: copies and RTN modules; with RTN also the routed experts.
         foreach (var entry in plan.Entries)
         {
             ct.ThrowIfCancellationRequested();
-            if (entry.Kind != QuantizePlan.Kind.Copy && entry.Layer != lastLayer && entry.Layer >= 0)
-            {
-                lastLayer = entry.Layer;
-                progress?.Report($"writing layer {entry.Layer}");
-            }
             switch (entry.Kind)
             {
                 case QuantizePlan.Kind.Copy:
                     writer.CopyTensorFrom(entry.Name, src, cancellationToken: ct);
                     break;
-                case QuantizePlan.Kind.Expert:
-                {
-                    using var scope = NewDisposeScope();
-                    var w = src.ToTensor(entry.Name, ScalarType.Float32);
-                    using var q = recipe.Quantize(w, entry.Projection, widths[entry.Layer][entry.Expert],
-                        recipe.HessiansFor(profile, entry.Layer, entry.Expert));
-                    QuantizedModuleWriter.Write(writer, entry.Prefix, q, options.Format, entry.Info.DType, plan.ActOrderTensors);
-                    break;
-                }
                 case QuantizePlan.Kind.Module:
                 {
                     using var scope = NewDisposeScope();
@@ -222,11 +210,20 @@ public static class Quantizer
                     QuantizedModuleWriter.Write(writer, entry.Prefix, q, options.Format, entry.Info.DType, plan.ActOrderTensors);
                     break;
                 }
-                case QuantizePlan.Kind.Composite:
-                    WriteComposite(writer, checkpoint, entry, recipe, profile, widths);
-                    break;
             }
         }
+        var expertEntries = plan.Entries.Where(e => e.Kind is QuantizePlan.Kind.Expert or QuantizePlan.Kind.Composite)
+            .ToLookup(e => e.Kind == QuantizePlan.Kind.Expert ? e.Layer : e.Slices[0].Layer);
+        if (recipe.Method == QuantizeMethod.Gptq)
+            WriteSequentially(checkpoint, plan, options, recipe, profile, widths, set!, memory, expertEntries, writer, fallbacks, progress, ct);
+        else
+            foreach (var layer in plan.Layers)
+            {
+                progress?.Report($"writing layer {layer}");
+                var layerWriter = new LayerQuantizationWriter(layer, checkpoint, plan, options, recipe, widths, writer, expertEntries[layer], null);
+                layerWriter.WriteExperts(Enumerable.Range(0, plan.NumExperts), null, profile, fallbacks, ct);
+                layerWriter.Finish();
+            }
 
         var config = (JsonObject)checkpoint.Config.DeepClone();
         var quantizationConfig = QuantizationConfigBuilder.Build(options.Format, plan.QuantizedModules(widths),
@@ -246,32 +243,82 @@ public static class Quantizer
         writer.Commit(ct);
     }
 
-    /// <summary>Rewrites a tensor that holds several experts or projections (fused storage) with each slice replaced by
-    /// its quantized-dequantized weights, in the original dtype and shape.</summary>
-    private static void WriteComposite(CheckpointWriter writer, ModelCheckpoint checkpoint, QuantizePlan.Entry entry,
-        QuantizeRecipe recipe, CalibrationProfile? profile, IReadOnlyDictionary<int, int[]> widths)
+    /// <summary>
+    /// GPTQ, one decoder layer at a time (the sequential pipeline): the calibration hidden states stream through the model;
+    /// at each layer whose experts are quantized, the experts' input Hessians are collected for one memory-sized chunk of
+    /// experts at a time (<see cref="MemoryPlan.ExpertsPerChunk"/>), those experts are quantized and written, and the
+    /// Hessians are freed; then the layer's outputs — computed with the quantized experts (<see cref="Propagation.Compressed"/>,
+    /// the default) or with the original ones — become the next layer's inputs. Nothing of layer l is held when l+1 starts.
+    /// </summary>
+    private static void WriteSequentially(ModelCheckpoint checkpoint, QuantizePlan plan, QuantizeOptions options, QuantizeRecipe recipe,
+        CalibrationProfile? profile, IReadOnlyDictionary<int, int[]> widths, CalibrationSet set, MemoryPlan memory,
+        ILookup<int, QuantizePlan.Entry> expertEntries, CheckpointWriter writer, List<QuantizeFallback> fallbacks,
+        IProgress<string>? progress, CancellationToken ct)
     {
-        using var scope = NewDisposeScope();
-        var full = checkpoint.Tensors.ToTensor(entry.Name, ScalarType.Float32).contiguous();
-        foreach (var (layer, expert, projection, r) in entry.Slices)
+        var engine = new ModelEngine(checkpoint);
+        var streaming = new StreamingOptions
         {
-            using var sliceScope = NewDisposeScope();
-            var w = ExpertWeights.Load(checkpoint.Tensors, r);
-            using var q = recipe.Quantize(w, projection, widths[layer][expert], recipe.HessiansFor(profile, layer, expert));
-            var deq = q.Dequantize();
-            var m = r.Layout switch
+            MicroBatchTokens = options.Profile.MicroBatch, MaxResidentHiddenStateBytes = memory.MaxResidentHiddenStateBytes,
+        };
+        using var session = engine.CreateRunner(streaming).Start(set.Sequences, null, ct);
+        var last = plan.Layers.Max();
+        var compressed = options.Propagate == Propagation.Compressed;
+        var pass = options.Allocates ? "pass 2 of 2: " : "";
+        while (session.NextLayer <= last)
+        {
+            var l = session.NextLayer;
+            if (!plan.Layers.Contains(l))
             {
-                ExpertLayout.Fused => full[r.FusedIndex!.Value],
-                ExpertLayout.FusedTransposed => full[r.FusedIndex!.Value].t(),
-                _ => full,
-            };
-            var rows = deq.shape[0];
-            var index = r.Interleaved
-                ? arange(r.RowStart, r.RowStart + 2 * rows, 2, ScalarType.Int64)
-                : arange(r.RowStart, r.RowStart + rows, ScalarType.Int64);
-            m.index_copy_(0, index, deq);
+                session.RunNextLayer(null, ct);
+                continue;
+            }
+            var clock = Stopwatch.StartNew();
+            using var layer = session.LoadNextLayer();
+            var layerWriter = new LayerQuantizationWriter(l, checkpoint, plan, options, recipe, widths, writer, expertEntries[l], compressed ? layer : null);
+            var chunks = Enumerable.Range(0, plan.NumExperts).Chunk(memory.ExpertsPerChunk).ToList();
+            for (var c = 0; c < chunks.Count; c++)
+            {
+                ct.ThrowIfCancellationRequested();
+                using var collector = new LayerHessianCollector(l, chunks[c], recipe.HessianKinds);
+                // With original propagation the last chunk's pass also moves the (unchanged) layer's outputs on.
+                var advanced = !compressed && c == chunks.Count - 1;
+                if (advanced) session.Advance(layer, collector, ct);
+                else session.Observe(layer, collector, ct);
+                var hessians = collector.Build();
+                try
+                {
+                    layerWriter.WriteExperts(chunks[c], hessians, profile, fallbacks, ct);
+                }
+                finally
+                {
+                    foreach (var h in hessians.Values) h.Dispose();
+                }
+            }
+            layerWriter.Finish();
+            if (compressed) session.Advance(layer, null, ct);
+            progress?.Report(string.Create(CultureInfo.InvariantCulture,
+                $"{pass}layer {l}: {plan.NumExperts} experts quantized in {chunks.Count} chunk(s), {clock.Elapsed.TotalSeconds:0.0} s"));
         }
-        var dtype = entry.Info.DType;
-        writer.Write(entry.Name, full.to(dtype.ToScalarType()).contiguous());
+    }
+
+    private static MemoryPlan PlanMemory(ModelCheckpoint checkpoint, QuantizePlan plan, QuantizeOptions options)
+    {
+        var recipe = options.Recipe;
+        var tokens = (long)(options.Profile.Samples is > 0 ? options.Profile.Samples.Value : 1024) * options.Profile.SeqLen;
+        var shape = new MemoryPlan.Shape
+        {
+            MoE = checkpoint.MoE,
+            LayerWeightBytes = MemoryPlan.LayerWeightBytes(checkpoint),
+            Tokens = tokens,
+            MicroBatchTokens = options.Profile.MicroBatch,
+            HessianKinds = recipe.HessianKinds,
+            CompositeBytes = plan.Entries.Where(e => e.Kind == QuantizePlan.Kind.Composite)
+                .Select(e => e.Info.Shape.Aggregate(1L, (a, d) => a * d) * sizeof(float)).DefaultIfEmpty(0).Max(),
+        };
+        var stages = new List<(string, MemoryPlan.Shape)>();
+        if (options.Allocates) stages.Add(("sensitivity (pass 1)", shape with { KeepsBlockInputs = true }));
+        stages.Add((recipe.Method == QuantizeMethod.Gptq ? "GPTQ write (sequential)" : "RTN write", recipe.Method == QuantizeMethod.Gptq ? shape
+            : shape with { Tokens = 0, HessianKinds = [], LayerWeightBytes = 0 }));
+        return MemoryPlan.Create(stages, options.MaxMemoryBytes ?? MemoryPlan.DefaultBudgetBytes());
     }
 }

@@ -118,6 +118,25 @@ public static class QualityStudy
                         Alloc(Quantizer.Run(Q(dir) with { Method = QuantizeMethod.Gptq, Bits = bits, Granularity = granularity }, progress, cancellationToken))));
         }
 
+        if (options.Sections.Contains("propagation"))
+        {
+            // The sequential GPTQ pass feeds layer l+1 with the quantized (default) or the original layer l's outputs.
+            QuantizeOptions Q(string dir, Propagation p) => new()
+            {
+                Model = model, Output = dir, GroupSize = options.GroupSize, Format = QuantizedFormat.Gptq, Profile = generalRequest,
+                Method = QuantizeMethod.Gptq, Propagate = p,
+            };
+            foreach (var p in new[] { Propagation.Compressed, Propagation.Original })
+            {
+                var name = p.ToString().ToLowerInvariant();
+                rows.Add(Step("propagation", $"uniform GPTQ, {name}", "3 bits", dir =>
+                    $"{Quantizer.Run(Q(dir, p) with { Bits = 3, Uniform = true }, progress, cancellationToken).AverageBits:0.###} avg bits"));
+                foreach (var granularity in new[] { BitAllocationGranularity.Expert, BitAllocationGranularity.Layer })
+                    rows.Add(Step("propagation", $"mixed GPTQ per {granularity.ToString().ToLowerInvariant()}, {name}", "2.5 bits", dir =>
+                        $"{Quantizer.Run(Q(dir, p) with { Bits = 2.5, Granularity = granularity }, progress, cancellationToken).AverageBits:0.###} avg bits"));
+            }
+        }
+
         var report = new QualityStudyReport(model, options, domains.Select(Path.GetFileNameWithoutExtension).ToList()!, rows, clock.Elapsed.TotalSeconds);
         File.WriteAllText(Path.Combine(root, "quality-report.json"), report.ToJson());
         File.WriteAllText(Path.Combine(root, "quality-report.md"), report.ToMarkdown());

@@ -26,7 +26,16 @@ public static class SyntheticConfigScaler
         int topK = Math.Min(preset.TopK, experts);
         int hidden = (options.TargetBytes is null ? options.Hidden ?? preset.Hidden : preset.Hidden) * multiplier;
         if (hidden < 32 || hidden % 32 != 0) throw Usage($"Hidden must be a positive multiple of 32, got {hidden}");
-        if (hidden % preset.Heads != 0) throw Usage($"Hidden must be a multiple of the {preset.Heads} attention heads, got {hidden}");
+        int heads = options.Heads ?? preset.Heads, kvHeads = options.KvHeads ?? Math.Min(preset.KvHeads, heads);
+        if (heads < 1 || kvHeads < 1 || heads % kvHeads != 0)
+            throw Usage($"Heads ({heads}) must be a positive multiple of the key/value heads ({kvHeads})");
+        int? headDim = options.HeadDim ?? preset.HeadDim;
+        if (headDim is null && hidden % heads != 0) throw Usage($"Hidden must be a multiple of the {heads} attention heads, got {hidden}");
+        if (headDim is < 2 or > 1024 || headDim % 2 == 1) throw Usage($"HeadDim must be an even size between 2 and 1024, got {headDim}");
+        int expertIntermediate = options.TargetBytes is null && options.Intermediate is { } oi ? oi : preset.ExpertIntermediate * multiplier;
+        int denseIntermediate = options.TargetBytes is null && options.DenseIntermediate is { } od ? od : preset.DenseIntermediate * multiplier;
+        if (expertIntermediate < 1 || denseIntermediate < 1)
+            throw Usage($"Intermediate sizes must be positive, got {expertIntermediate} (experts) and {denseIntermediate} (dense)");
         int? groups = null, topKGroups = null;
         if (preset.Groups is int g0)
         {
@@ -38,9 +47,10 @@ public static class SyntheticConfigScaler
             topKGroups = tg;
         }
         int? firstDense = preset.FirstDenseLayers is int fd ? Math.Min(fd, layers - 1) : null;
-        return new SyntheticSizes(layers, experts, topK, hidden, preset.ExpertIntermediate * multiplier,
-            preset.DenseIntermediate * multiplier, preset.SharedIntermediate * multiplier, preset.Heads, preset.KvHeads,
-            preset.HeadDim ?? hidden / preset.Heads, preset.Vocab, groups, topKGroups, firstDense);
+        // Shared experts keep the preset's ratio to the routed experts' width.
+        int shared = Math.Max(1, (int)((long)preset.SharedIntermediate * expertIntermediate / preset.ExpertIntermediate));
+        return new SyntheticSizes(layers, experts, topK, hidden, expertIntermediate, denseIntermediate, shared, heads, kvHeads,
+            headDim ?? hidden / heads, preset.Vocab, groups, topKGroups, firstDense);
     }
 
     /// <summary>The scaled config.json of <paramref name="preset"/>.</summary>

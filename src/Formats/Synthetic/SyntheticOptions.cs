@@ -14,6 +14,17 @@ public sealed record SyntheticOptions
     public int? Experts { get; init; }
     /// <summary>Hidden size (a multiple of 32, and of the preset's attention head count).</summary>
     public int? Hidden { get; init; }
+    /// <summary>Routed-expert intermediate size (e.g. 14336 for Mixtral-8x7B's real per-layer width).</summary>
+    public int? Intermediate { get; init; }
+    /// <summary>Dense-MLP intermediate size (dense-first layers, e.g. DeepSeek-V2-Lite's 10944).</summary>
+    public int? DenseIntermediate { get; init; }
+    /// <summary>Attention heads (default: the preset's small count); with <see cref="KvHeads"/> and <see cref="HeadDim"/>
+    /// this keeps a real model's head layout at its real hidden size.</summary>
+    public int? Heads { get; init; }
+    /// <summary>Key/value heads (grouped-query attention).</summary>
+    public int? KvHeads { get; init; }
+    /// <summary>Size of one attention head (default: hidden / heads, or the preset's).</summary>
+    public int? HeadDim { get; init; }
     /// <summary>Largest shard size in bytes; by default about a third of the checkpoint, so there are several shards.</summary>
     public long? ShardBytes { get; init; }
     /// <summary>

@@ -5,12 +5,14 @@ using MoECompress.Formats.Families;
 namespace MoECompress.Tests.Calibration;
 
 /// <summary>
-/// Every statistic of <see cref="CalibrationCollector"/> against <see cref="BruteForceCalibration"/>, on tiny Mixtral-like
-/// and DeepSeek-V3-like checkpoints streamed through the engine in several micro-batches.
+/// Every statistic of <see cref="CalibrationCollector"/> and the per-layer Hessians of <see cref="LayerHessianCollector"/>
+/// against <see cref="BruteForceCalibration"/>, on tiny Mixtral-like and DeepSeek-V3-like checkpoints streamed through the
+/// engine in several micro-batches.
 /// </summary>
 public sealed class CalibrationCollectorTests
 {
-    private sealed record Run(CalibrationProfile Profile, RouterLogitDump? Logits, MoEInputCapture Capture, IReadOnlyList<int[]> Sequences);
+    private sealed record Run(CalibrationProfile Profile, RouterLogitDump? Logits, MoEInputCapture Capture, IReadOnlyList<int[]> Sequences,
+        IReadOnlyDictionary<int, IReadOnlyDictionary<int, ExpertHessians>> Hessians);
 
     private static Run Calibrate(string modelDir, IReadOnlyList<int[]> sequences, int microBatchTokens, CalibrationCollectorOptions options)
     {
@@ -18,10 +20,13 @@ public sealed class CalibrationCollectorTests
         var engine = new ModelEngine(checkpoint.Tensors, checkpoint.Family, checkpoint.MoE, checkpoint.Config, checkpoint.ConfigPath);
         using var collector = new CalibrationCollector(options);
         var capture = new MoEInputCapture();
+        var hessians = checkpoint.MoE.MoELayerIndices()
+            .Select(l => new LayerHessianCollector(l, Enumerable.Range(0, checkpoint.MoE.NumExperts), Enum.GetValues<HessianKind>())).ToList();
         engine.CreateRunner(new StreamingOptions { MicroBatchTokens = microBatchTokens })
-            .Run(sequences, null, new LayerObserverFan(collector, capture));
+            .Run(sequences, null, new LayerObserverFan([collector, capture, .. hessians]));
         var profile = collector.Build(CalibrationModelInfo.From(checkpoint.MoE, modelDir));
-        return new Run(profile, collector.BuildRouterLogits(sequences), capture, sequences);
+        return new Run(profile, collector.BuildRouterLogits(sequences), capture, sequences,
+            hessians.ToDictionary(h => h.Layer, h => h.Build()));
     }
 
     private static BruteForceCalibration Expected(string modelDir, Run run, int layer, BruteForceRouting rule)
@@ -48,7 +53,7 @@ public sealed class CalibrationCollectorTests
         foreach (var stats in profile.Layers)
         {
             var expected = Expected(TinyCalibrationModel.Mixtral, run, stats.Layer, BruteForceRouting.Mixtral);
-            AssertLayerMatches(expected, stats, run.Logits!, allTokens: true);
+            AssertLayerMatches(expected, stats, run.Hessians[stats.Layer], run.Logits!, allTokens: true);
             Assert.Equal(60.0, stats.GateWeightMass.Sum(), 4); // renormalised top-k gates (float32) sum to 1 per token
             for (var i = 0; i < expected.E; i++)
                 if (expected.Count[i] < 12) expectedCold.Add((stats.Layer, i));
@@ -88,10 +93,12 @@ public sealed class CalibrationCollectorTests
         foreach (var stats in profile.Layers)
         {
             var expected = Expected(TinyCalibrationModel.DeepSeekV3, run, stats.Layer, rule);
-            AssertLayerMatches(expected, stats, run.Logits!, allTokens: false);
+            AssertLayerMatches(expected, stats, run.Hessians[stats.Layer], run.Logits!, allTokens: false);
             Assert.Null(stats.MeanOutputAllTokens);
             Assert.Equal(0, stats.SelectionCount[TinyCalibrationModel.DeepSeekColdExpert]);
-            Assert.All(stats.Hessians![TinyCalibrationModel.DeepSeekColdExpert].Input, v => Assert.Equal(0f, v));
+            var cold = run.Hessians[stats.Layer][TinyCalibrationModel.DeepSeekColdExpert];
+            Assert.Equal(0, cold.Tokens);
+            Assert.Equal(0f, cold.Matrix(HessianKind.Input).abs().max().item<float>());
         }
 
         // The never-selected expert is cold in every MoE layer under the default threshold max(16, 0.1·N·k/E).
@@ -133,12 +140,12 @@ public sealed class CalibrationCollectorTests
             Assert.Equal(a.Coselection, b.Coselection);
             CloseAll(a.Reap, b.Reap, $"layer {a.Layer} reap");
             CloseAll(a.Tcess, b.Tcess, $"layer {a.Layer} tcess");
-            CloseAll(a.Hessians![0].Down.Select(v => (double)v).ToArray(), b.Hessians![0].Down.Select(v => (double)v).ToArray(), $"layer {a.Layer} hessian_down");
             CloseAll(streamed.Logits!.Layers[a.Layer].Select(v => (double)v).ToArray(), logits.Layers[a.Layer].Select(v => (double)v).ToArray(), "router logits");
         }
     }
 
-    private static void AssertLayerMatches(BruteForceCalibration x, MoELayerStatistics s, RouterLogitDump logits, bool allTokens)
+    private static void AssertLayerMatches(BruteForceCalibration x, MoELayerStatistics s, IReadOnlyDictionary<int, ExpertHessians> hessians,
+        RouterLogitDump logits, bool allTokens)
     {
         var where = $"layer {s.Layer}";
         Assert.Equal(x.N, s.Tokens);
@@ -165,20 +172,25 @@ public sealed class CalibrationCollectorTests
         if (allTokens)
             CloseAll(Flatten(x.AllTokenOutputSum, (_, v) => v / x.N), s.MeanOutputAllTokens!.Select(v => (double)v).ToArray(), where + " mean_output_all_tokens");
 
-        Assert.NotNull(s.Hessians);
         for (var i = 0; i < x.E; i++)
         {
-            var h = s.Hessians![i];
+            var h = hessians[i];
             Assert.Equal(x.Count[i], h.Tokens);
             Assert.True(Math.Abs(x.GateMass[i] - h.GateWeightSum) <= 1e-5 * Math.Max(1, x.GateMass[i]), $"{where} expert {i} gate weight sum");
-            CloseAll(Flatten(x.Hin[i]), h.Input.Select(v => (double)v).ToArray(), $"{where} expert {i} hessian_in");
-            CloseAll(Flatten(x.HinW[i]), h.InputWeighted.Select(v => (double)v).ToArray(), $"{where} expert {i} hessian_in_weighted");
-            CloseAll(Flatten(x.Hd[i]), h.Down.Select(v => (double)v).ToArray(), $"{where} expert {i} hessian_down");
-            CloseAll(Flatten(x.HdW[i]), h.DownWeighted.Select(v => (double)v).ToArray(), $"{where} expert {i} hessian_down_weighted");
+            CloseAll(Flatten(x.Hin[i]), Values(h, HessianKind.Input), $"{where} expert {i} hessian_in");
+            CloseAll(Flatten(x.HinW[i]), Values(h, HessianKind.InputWeighted), $"{where} expert {i} hessian_in_weighted");
+            CloseAll(Flatten(x.Hd[i]), Values(h, HessianKind.Down), $"{where} expert {i} hessian_down");
+            CloseAll(Flatten(x.HdW[i]), Values(h, HessianKind.DownWeighted), $"{where} expert {i} hessian_down_weighted");
         }
 
         Assert.Equal(x.E, logits.NumExperts);
         CloseAll(x.Logits.SelectMany(z => z).ToArray(), logits.Layers[s.Layer].Select(v => (double)v).ToArray(), where + " router logits");
+    }
+
+    private static double[] Values(ExpertHessians h, HessianKind kind)
+    {
+        using var m = h.Matrix(kind).to(TorchSharp.torch.ScalarType.Float64).contiguous();
+        return m.data<double>().ToArray();
     }
 
     private static double[] Flatten(double[,] m, Func<int, double, double>? map = null)

@@ -47,7 +47,10 @@ public sealed class CalibratorTests
 
         var loaded = CalibrationProfile.Load(result.SummaryPath);
         Assert.Equal(profile.Layers.Select(l => l.Reap), loaded.Layers.Select(l => l.Reap));
-        Assert.True(loaded.HasHessians);
+        // Statistics only: the profile holds no H×H or I×I matrix, whatever the expert width.
+        Assert.DoesNotContain(loaded.Layers, l => l.MeanOutputLoaded);
+        using (var file = Formats.Safetensors.SafetensorsFile.Open(Path.Combine(result.Directory, CalibrationProfile.TensorFileName)))
+            Assert.All(file.Names, n => Assert.DoesNotContain("hessian", n));
         var dump = CalibrationProfile.LoadRouterLogits(result.Directory);
         Assert.Equal(Enumerable.Repeat(16, 5), dump.SequenceLengths);
         Assert.Equal(new[] { 0, 1, 2, 3 }, dump.Layers.Keys.Order());

@@ -60,8 +60,8 @@ public sealed class CompressionCommandTests
     {
         var p1 = TinyCalibrationModel.NewPath("cli-profile-a");
         var p2 = TinyCalibrationModel.NewPath("cli-profile-b");
-        Assert.Equal(0, CliRunner.Run(["calibrate", TinyCalibrationModel.Mixtral, "--out", p1, "--no-hessians", .. Calibration]).ExitCode);
-        Assert.Equal(0, CliRunner.Run(["calibrate", TinyCalibrationModel.Mixtral, "--out", p2, "--no-hessians", "--data", QuantizeTestData.TokenData, "--samples", "4", "--seq-len", "32", "--seed", "5"]).ExitCode);
+        Assert.Equal(0, CliRunner.Run(["calibrate", TinyCalibrationModel.Mixtral, "--out", p1, .. Calibration]).ExitCode);
+        Assert.Equal(0, CliRunner.Run(["calibrate", TinyCalibrationModel.Mixtral, "--out", p2, "--data", QuantizeTestData.TokenData, "--samples", "4", "--seq-len", "32", "--seed", "5"]).ExitCode);
         var r = CliRunner.Run("profiles", "compare", $"a={p1}", $"b={p2}", "--keep", "4", "--method", "frequency", "--json");
         Assert.True(r.ExitCode == 0, r.Stderr);
         var json = JsonNode.Parse(r.Stdout)!;

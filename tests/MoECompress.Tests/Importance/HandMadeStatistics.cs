@@ -21,7 +21,7 @@ internal static class HandMadeStatistics
                 co[i * e + j] = i == j ? counts[i] : coselection?.Invoke(Math.Min(i, j), Math.Max(i, j)) ?? 0;
         return new MoELayerStatistics(layer, e, topK, hidden, intermediate, tokens, (long[])counts.Clone(), (long[])counts.Clone(),
             routingMass ?? new double[e], new double[e], tcess ?? new double[e], reap ?? new double[e],
-            maxAbs ?? Enumerable.Repeat(1.0, e).ToArray(), co, new float[e * hidden], null, null);
+            maxAbs ?? Enumerable.Repeat(1.0, e).ToArray(), co, new float[e * hidden], (float[]?)null);
     }
 
     /// <summary>A profile over the given layers (decoder count <paramref name="numLayers"/>), optionally with data provenance.</summary>
@@ -37,7 +37,7 @@ internal static class HandMadeStatistics
         {
             Files = [dataFile], Sequences = 4, SeqLen = 250, Description = $"4 sequences of 250 tokens from {Path.GetFileName(dataFile)}",
         };
-        return CalibrationProfile.Create(model, data, new CalibrationCollectorOptions { CollectHessians = false }, layers);
+        return CalibrationProfile.Create(model, data, new CalibrationCollectorOptions(), layers);
     }
 
     /// <summary>A profile shaped like <paramref name="moe"/> (its MoE layers, E, top-k, H, I) with per-layer counts from <paramref name="counts"/>.</summary>
@@ -55,6 +55,6 @@ internal static class HandMadeStatistics
         {
             Files = [dataFile], Sequences = 4, SeqLen = 250, Description = $"4 sequences of 250 tokens from {Path.GetFileName(dataFile)}",
         };
-        return CalibrationProfile.Create(model, data, new CalibrationCollectorOptions { CollectHessians = false }, layers);
+        return CalibrationProfile.Create(model, data, new CalibrationCollectorOptions(), layers);
     }
 }

@@ -22,7 +22,7 @@ public sealed class NaeeModelTests
 
     private static ExpertScoringContext Context(ModelCheckpoint checkpoint, CalibrationSet set)
     {
-        using var collector = new CalibrationCollector(new CalibrationCollectorOptions { CollectHessians = false });
+        using var collector = new CalibrationCollector(new CalibrationCollectorOptions());
         CalibrationPass.Run(checkpoint, set, collector);
         // One sequence per micro-batch: NAEE accumulates its error over several cached chunks.
         return new ExpertScoringContext

@@ -186,14 +186,16 @@ public class MergerTests
     }
 
     [Fact]
-    public void Whitening_needs_a_profile_with_Hessians()
+    public void Whitening_from_a_saved_profile_collects_the_Hessians_layer_by_layer()
     {
+        // Profiles hold statistics only; whitened merging collects each layer's input Hessians while that layer runs.
         using var checkpoint = ModelCheckpoint.Open(TinyCalibrationModel.Mixtral);
-        var profile = ProfileProvider.LoadOrCollect(checkpoint, SmallProfile with { CollectHessians = false, Samples = 2 });
-        var saved = profile.Save(TinyCalibrationModel.NewPath("profile-no-hessians"));
-        var ex = Assert.Throws<MoeCompressException>(() => Merger.Run(
-            Options(TinyCalibrationModel.Mixtral, TinyCalibrationModel.NewPath("w")) with { Method = MergeMethod.Subspace, Whiten = true, Profile = new ProfileRequest { Profile = saved } }));
-        Assert.Equal(ErrorKind.Usage, ex.Kind);
-        Assert.Contains("Hessians", ex.Message);
+        var profile = ProfileProvider.LoadOrCollect(checkpoint, SmallProfile with { Samples = 2 });
+        var saved = profile.Save(TinyCalibrationModel.NewPath("profile-stats-only"));
+        var report = Merger.Run(Options(TinyCalibrationModel.Mixtral, TinyCalibrationModel.NewPath("w"))
+            with { Method = MergeMethod.Subspace, Energy = 0.9, Whiten = true, Profile = SmallProfile with { Profile = saved } });
+        var merged = report.Layers.SelectMany(l => l.Clusters).Where(c => c.Members.Count > 1).ToList();
+        Assert.NotEmpty(merged);
+        Assert.All(merged, c => Assert.All(c.Projections!.Values, s => Assert.True(s.Whitened)));
     }
 }

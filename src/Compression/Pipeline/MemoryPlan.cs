@@ -1,0 +1,220 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json.Nodes;
+using MoECompress.Compression.Calibration;
+using MoECompress.Formats.Errors;
+using MoECompress.Formats.Families;
+
+namespace MoECompress.Compression.Pipeline;
+
+/// <summary>One thing the sequential pipeline holds in memory at its peak, with its size.</summary>
+/// <param name="Name">What it is, e.g. "down_proj Hessian of one expert".</param>
+/// <param name="Bytes">Its size.</param>
+/// <param name="Count">How many of it are held together.</param>
+public sealed record MemoryItem(string Name, long Bytes, int Count = 1)
+{
+    /// <summary>Bytes × count.</summary>
+    public long Total => Bytes * Count;
+}
+
+/// <summary>The predicted peak of one stage of the pipeline: the items it holds at once.</summary>
+public sealed record MemoryStage(string Name, IReadOnlyList<MemoryItem> Items)
+{
+    /// <summary>Sum of the items.</summary>
+    public long Peak => Items.Sum(i => i.Total);
+}
+
+/// <summary>
+/// The memory plan of a sequential, layer-by-layer compression run (<c>--max-memory</c>): predicts the peak of each stage
+/// from the model's shapes and the calibration size — one decoder layer's weights in float32, the calibration hidden
+/// states (in RAM, or spilled to a temporary file in float32 when they do not fit), one micro-batch's activations, and
+/// the per-expert input Hessians and GPTQ working set of as many experts of one layer as fit (the chunk) — and refuses a
+/// budget that cannot be met even with one expert per chunk and spilled hidden states, naming the biggest item. Nothing
+/// here grows with the number of layers.
+/// </summary>
+/// <remarks>
+/// Estimates, not measurements: the process baseline (.NET, libtorch, OR-Tools) is counted as
+/// <see cref="ProcessBaselineBytes"/>; activations assume SDPA attention (no L×L score matrix per head kept) and the
+/// engine's float32 compute. <c>benchmark scale</c> prints predicted against measured peaks.
+/// </remarks>
+public sealed class MemoryPlan
+{
+    /// <summary>Resident size of the process before any model data (runtime, native libraries, solver).</summary>
+    public const long ProcessBaselineBytes = 1L << 30;
+
+    private MemoryPlan(long budget, int expertsPerChunk, bool spillHiddenStates, long hiddenStateBytes, IReadOnlyList<MemoryStage> stages)
+    {
+        BudgetBytes = budget;
+        ExpertsPerChunk = expertsPerChunk;
+        SpillHiddenStates = spillHiddenStates;
+        HiddenStateBytes = hiddenStateBytes;
+        Stages = stages;
+    }
+
+    /// <summary>The budget.</summary>
+    public long BudgetBytes { get; }
+    /// <summary>Experts of one layer whose Hessians are collected and quantized together.</summary>
+    public int ExpertsPerChunk { get; }
+    /// <summary>True when the calibration hidden states go to a temporary file.</summary>
+    public bool SpillHiddenStates { get; }
+    /// <summary>Bytes of the calibration hidden states (float32).</summary>
+    public long HiddenStateBytes { get; }
+    /// <summary>Predicted peak per stage.</summary>
+    public IReadOnlyList<MemoryStage> Stages { get; }
+    /// <summary>Largest stage peak.</summary>
+    public long PeakBytes => Stages.Max(s => s.Peak);
+    /// <summary>The hidden-state limit to hand to the streaming session.</summary>
+    public long MaxResidentHiddenStateBytes => SpillHiddenStates ? 0 : long.MaxValue;
+
+    /// <summary>75% of the physical memory this process may use (the default budget).</summary>
+    public static long DefaultBudgetBytes()
+    {
+        var total = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        return total > 0 ? total / 4 * 3 : 16L << 30;
+    }
+
+    /// <summary>What the pipeline must hold, from the model's shapes.</summary>
+    public sealed record Shape
+    {
+        /// <summary>The model.</summary>
+        public required MoEConfig MoE { get; init; }
+        /// <summary>Largest decoder layer's weights in float32 (all its tensors, as the engine loads them).</summary>
+        public required long LayerWeightBytes { get; init; }
+        /// <summary>Calibration tokens (sequences × length).</summary>
+        public required long Tokens { get; init; }
+        /// <summary>Tokens per micro-batch.</summary>
+        public required int MicroBatchTokens { get; init; }
+        /// <summary>Hessian kinds collected per expert (empty: no Hessians, e.g. RTN or pruning).</summary>
+        public IReadOnlyList<HessianKind> HessianKinds { get; init; } = [];
+        /// <summary>The stage keeps every micro-batch's MoE block input of one layer (MC-MoE sensitivity, router rows).</summary>
+        public bool KeepsBlockInputs { get; init; }
+        /// <summary>Bytes of a fused expert tensor rewritten whole (float32), or 0.</summary>
+        public long CompositeBytes { get; init; }
+    }
+
+    /// <summary>
+    /// Plans <paramref name="stages"/> (name → shape) under <paramref name="budgetBytes"/>: spills the hidden states when
+    /// keeping them would leave no room for one expert, and chooses the largest expert chunk that fits every stage.
+    /// </summary>
+    /// <exception cref="MoeCompressException">Infeasible: even one expert per chunk with spilled hidden states exceeds the
+    /// budget; the message names the budget option, the predicted minimum and the biggest item.</exception>
+    public static MemoryPlan Create(IReadOnlyList<(string Stage, Shape Shape)> stages, long budgetBytes, string option = "--max-memory")
+    {
+        if (stages.Count == 0) throw new ArgumentException("no stage to plan", nameof(stages));
+        if (budgetBytes <= 0) throw new MoeCompressException(ErrorKind.Usage, $"{option} {budgetBytes}: must be a positive number of bytes");
+        var experts = stages.Max(s => s.Shape.MoE.NumExperts);
+        var hidden = stages[0].Shape.MoE.HiddenSize;
+        var hiddenStates = stages[0].Shape.Tokens * hidden * sizeof(float);
+
+        foreach (var spill in new[] { false, true })
+        {
+            var chunk = experts;
+            while (chunk >= 1)
+            {
+                var planned = stages.Select(s => Stage(s.Stage, s.Shape, chunk, spill)).ToList();
+                if (planned.All(p => p.Peak <= budgetBytes))
+                    return new MemoryPlan(budgetBytes, Math.Max(1, chunk), spill, hiddenStates, planned);
+                if (stages.All(s => s.Shape.HessianKinds.Count == 0)) break; // the chunk changes nothing without Hessians
+                chunk = chunk == 1 ? 0 : Math.Max(1, chunk / 2);
+            }
+        }
+        var minimal = stages.Select(s => Stage(s.Stage, s.Shape, 1, spill: true)).MaxBy(p => p.Peak)!;
+        var biggest = minimal.Items.MaxBy(i => i.Bytes)!;
+        throw new MoeCompressException(ErrorKind.Infeasible,
+            $"{option} {Format(budgetBytes)}: cannot be met; the '{minimal.Name}' stage needs at least {Format(minimal.Peak)} " +
+            $"with one expert at a time and the hidden states spilled to disk (biggest item: {biggest.Name}: {Format(biggest.Bytes)})");
+    }
+
+    private static MemoryStage Stage(string name, Shape s, int chunk, bool spill)
+    {
+        var moe = s.MoE;
+        long h = moe.HiddenSize, inter = moe.ExpertIntermediateSize, k = moe.TopK, e = moe.NumExperts;
+        var items = new List<MemoryItem>
+        {
+            new("process baseline (runtime, libtorch, solver)", ProcessBaselineBytes),
+            new("one decoder layer's weights in float32", s.LayerWeightBytes),
+        };
+        var hiddenStates = s.Tokens * h * sizeof(float);
+        items.Add(spill
+            ? new MemoryItem("calibration hidden states: one micro-batch read from the spill file", Math.Min(hiddenStates, (long)s.MicroBatchTokens * h * sizeof(float)))
+            : new MemoryItem("calibration hidden states (float32)", hiddenStates));
+        // One micro-batch through the layer: input/output/residual/normed copies, attention q/k/v/out, routing, and every
+        // routed expert's gate/up/intermediate rows (k per token), plus the dense MLP when wider.
+        long mb = s.MicroBatchTokens;
+        var activations = mb * (10 * h + 3 * k * inter + 2 * e + 3 * Math.Max(moe.DenseIntermediateSize, moe.SharedExpertIntermediateSize * Math.Max(1, moe.NumSharedExperts)))
+                          * sizeof(float);
+        items.Add(new MemoryItem("one micro-batch's activations", activations));
+        if (s.KeepsBlockInputs)
+            items.Add(new MemoryItem("the layer's MoE block inputs and routing (sensitivity)", s.Tokens * (h + 2 * k) * sizeof(float)));
+        if (s.CompositeBytes > 0) items.Add(new MemoryItem("a fused expert tensor rewritten whole (float32)", s.CompositeBytes));
+        foreach (var kind in s.HessianKinds)
+        {
+            var n = ExpertHessians.IsInput(kind) ? h : inter;
+            var what = ExpertHessians.IsInput(kind) ? "gate/up_proj" : "down_proj";
+            items.Add(new MemoryItem($"{what} Hessian of one expert ({kind}, {n}x{n} float32)", n * n * sizeof(float), chunk));
+        }
+        if (s.HessianKinds.Count > 0)
+        {
+            // GPTQ on the widest projection: the scaled Hessian, its Cholesky inverse and a work copy, plus W, Q and the error.
+            var n = Math.Max(h, inter);
+            items.Add(new MemoryItem($"GPTQ working set of one projection ({n} columns)", (3 * n * n + 3 * h * inter) * sizeof(float)));
+        }
+        return new MemoryStage(name, items);
+    }
+
+    /// <summary>"1.23 GB" (decimal units).</summary>
+    public static string Format(long bytes) => bytes switch
+    {
+        >= 1_000_000_000 => string.Create(CultureInfo.InvariantCulture, $"{bytes / 1e9:0.##} GB"),
+        >= 1_000_000 => string.Create(CultureInfo.InvariantCulture, $"{bytes / 1e6:0.#} MB"),
+        _ => string.Create(CultureInfo.InvariantCulture, $"{bytes / 1e3:0.#} kB"),
+    };
+
+    /// <summary>A Markdown table of the stages and their biggest items.</summary>
+    public string ToMarkdown()
+    {
+        var sb = new StringBuilder();
+        sb.AppendLine(CultureInfo.InvariantCulture, $"Memory plan: budget {Format(BudgetBytes)}, predicted peak {Format(PeakBytes)}, " +
+                                                    $"{ExpertsPerChunk} expert(s) per chunk, hidden states {Format(HiddenStateBytes)} {(SpillHiddenStates ? "spilled to a temporary file" : "in RAM")}");
+        sb.AppendLine();
+        sb.AppendLine("| stage | predicted peak | items |");
+        sb.AppendLine("|---|---:|---|");
+        foreach (var s in Stages)
+            sb.AppendLine(CultureInfo.InvariantCulture,
+                $"| {s.Name} | {Format(s.Peak)} | {string.Join("; ", s.Items.OrderByDescending(i => i.Total).Select(i => $"{i.Name}{(i.Count > 1 ? $" x {i.Count}" : "")}: {Format(i.Total)}"))} |");
+        return sb.ToString();
+    }
+
+    /// <summary>JSON form (bytes).</summary>
+    public JsonObject ToJsonObject() => new()
+    {
+        ["budget_bytes"] = BudgetBytes,
+        ["peak_bytes"] = PeakBytes,
+        ["experts_per_chunk"] = ExpertsPerChunk,
+        ["hidden_state_bytes"] = HiddenStateBytes,
+        ["spill_hidden_states"] = SpillHiddenStates,
+        ["stages"] = new JsonArray(Stages.Select(s => (JsonNode?)new JsonObject
+        {
+            ["stage"] = s.Name,
+            ["peak_bytes"] = s.Peak,
+            ["items"] = new JsonArray(s.Items.Select(i => (JsonNode?)new JsonObject { ["name"] = i.Name, ["bytes"] = i.Bytes, ["count"] = i.Count }).ToArray()),
+        }).ToArray()),
+    };
+
+    /// <summary>Largest decoder layer's tensor bytes once converted to float32, from the checkpoint's headers.</summary>
+    public static long LayerWeightBytes(ModelCheckpoint checkpoint)
+    {
+        var moe = checkpoint.MoE;
+        var perLayer = new Dictionary<int, long>();
+        foreach (var name in checkpoint.Tensors.Names)
+        {
+            var role = checkpoint.Classify(name);
+            if (role.Layer is not { } l || role.InMtp) continue;
+            var info = checkpoint.Tensors.GetInfo(name);
+            long elements = info.Shape.Aggregate(1L, (a, d) => a * d);
+            if (moe.Mxfp4Experts && name.EndsWith("_blocks", StringComparison.Ordinal)) elements *= 2; // two FP4 values per byte
+            perLayer[l] = perLayer.GetValueOrDefault(l) + elements * sizeof(float);
+        }
+        return perLayer.Count == 0 ? 0 : perLayer.Values.Max();
+    }
+}

@@ -1,0 +1,145 @@
+using MoECompress.Compression.Calibration;
+using MoECompress.Compression.Model;
+using MoECompress.Formats.Families;
+using MoECompress.Formats.Quantized;
+using MoECompress.Formats.Safetensors;
+using static TorchSharp.torch;
+
+namespace MoECompress.Compression.Quantization;
+
+/// <summary>
+/// Quantizes and writes the routed experts of one MoE layer, a chunk of experts at a time (<see cref="WriteExperts"/>):
+/// per-expert tensors become packed modules as soon as they are quantized; fused tensors holding several experts are
+/// rewritten in place (Ŵ, original dtype) and written by <see cref="Finish"/>. When an engine layer is given, each
+/// quantized expert's weights replace the originals in it, so that layer's outputs can feed the next layer (compressed
+/// propagation).
+/// </summary>
+internal sealed class LayerQuantizationWriter
+{
+    private readonly ModelCheckpoint _checkpoint;
+    private readonly QuantizePlan _plan;
+    private readonly QuantizeOptions _options;
+    private readonly QuantizeRecipe _recipe;
+    private readonly IReadOnlyDictionary<int, int[]> _widths;
+    private readonly CheckpointWriter _writer;
+    private readonly DecoderLayer? _engineLayer;
+    private readonly int _layer;
+    private readonly Dictionary<int, List<QuantizePlan.Entry>> _byExpert = [];
+    private readonly List<QuantizePlan.Entry> _composites = [];
+    private readonly Dictionary<string, Tensor> _compositeValues = [];
+
+    public LayerQuantizationWriter(int layer, ModelCheckpoint checkpoint, QuantizePlan plan, QuantizeOptions options, QuantizeRecipe recipe,
+        IReadOnlyDictionary<int, int[]> widths, CheckpointWriter writer, IEnumerable<QuantizePlan.Entry> entries, DecoderLayer? engineLayer)
+    {
+        _layer = layer;
+        _checkpoint = checkpoint;
+        _plan = plan;
+        _options = options;
+        _recipe = recipe;
+        _widths = widths;
+        _writer = writer;
+        _engineLayer = engineLayer;
+        foreach (var e in entries)
+        {
+            if (e.Kind == QuantizePlan.Kind.Composite) _composites.Add(e);
+            else
+            {
+                if (!_byExpert.TryGetValue(e.Expert, out var list)) _byExpert[e.Expert] = list = [];
+                list.Add(e);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Quantizes every projection of <paramref name="experts"/> (GPTQ with <paramref name="hessians"/> when the recipe
+    /// allows it, RTN otherwise — fallbacks are added to <paramref name="fallbacks"/>) and writes the per-expert modules.
+    /// </summary>
+    public void WriteExperts(IEnumerable<int> experts, IReadOnlyDictionary<int, ExpertHessians>? hessians, CalibrationProfile? profile,
+        List<QuantizeFallback> fallbacks, CancellationToken ct)
+    {
+        var src = _checkpoint.Tensors;
+        foreach (var expert in experts)
+        {
+            ct.ThrowIfCancellationRequested();
+            var layer = _layer;
+            ExpertHessians? h = null;
+            if (_recipe.Method == QuantizeMethod.Gptq && hessians?.GetValueOrDefault(expert) is { } collected)
+            {
+                h = _recipe.HessiansFor(profile, layer, collected);
+                if (h is null)
+                    fallbacks.Add(new QuantizeFallback(layer, expert, collected.Tokens,
+                        _recipe.FallbackReason(profile, layer, expert, collected.Tokens)!, "rtn"));
+            }
+            var bits = _widths[layer][expert];
+            foreach (var entry in _byExpert.GetValueOrDefault(expert) ?? [])
+            {
+                using var scope = NewDisposeScope();
+                var w = src.ToTensor(entry.Name, ScalarType.Float32);
+                using var q = _recipe.Quantize(w, entry.Projection, bits, h);
+                QuantizedModuleWriter.Write(_writer, entry.Prefix, q, _options.Format, entry.Info.DType, _plan.ActOrderTensors);
+                if (_engineLayer is not null) Replace(expert, entry.Projection, q.Dequantize());
+            }
+            foreach (var entry in _composites)
+                foreach (var (_, _, projection, r) in entry.Slices.Where(s => s.Expert == expert))
+                {
+                    using var scope = NewDisposeScope();
+                    var w = ExpertWeights.Load(src, r);
+                    using var q = _recipe.Quantize(w, projection, bits, h);
+                    var deq = q.Dequantize();
+                    SetSlice(entry, r, deq);
+                    if (_engineLayer is not null) Replace(expert, projection, deq);
+                }
+        }
+    }
+
+    /// <summary>Writes the rewritten fused tensors (every expert must have been quantized).</summary>
+    public void Finish()
+    {
+        foreach (var entry in _composites)
+        {
+            using var scope = NewDisposeScope();
+            var full = Full(entry);
+            _writer.Write(entry.Name, full.to(entry.Info.DType.ToScalarType()).contiguous());
+            full.Dispose();
+            _compositeValues.Remove(entry.Name);
+        }
+    }
+
+    private Tensor Full(QuantizePlan.Entry entry)
+    {
+        if (!_compositeValues.TryGetValue(entry.Name, out var full))
+            _compositeValues[entry.Name] = full = _checkpoint.Tensors.ToTensor(entry.Name, ScalarType.Float32).contiguous().DetachFromDisposeScope();
+        return full;
+    }
+
+    private void SetSlice(QuantizePlan.Entry entry, ExpertTensorRef r, Tensor deq)
+    {
+        var full = Full(entry);
+        var m = r.Layout switch
+        {
+            ExpertLayout.Fused => full[r.FusedIndex!.Value],
+            ExpertLayout.FusedTransposed => full[r.FusedIndex!.Value].t(),
+            _ => full,
+        };
+        var rows = deq.shape[0];
+        var index = r.Interleaved
+            ? arange(r.RowStart, r.RowStart + 2 * rows, 2, ScalarType.Int64)
+            : arange(r.RowStart, r.RowStart + rows, ScalarType.Int64);
+        m.index_copy_(0, index, deq);
+    }
+
+    /// <summary>Puts the dequantized weights of one projection into the engine's copy of the layer.</summary>
+    private void Replace(int expert, ExpertProjection projection, Tensor dequantized)
+    {
+        var mlp = _engineLayer!.MoE!.Experts[expert];
+        var target = projection switch
+        {
+            ExpertProjection.Gate => mlp.Gate,
+            ExpertProjection.Up => mlp.Up,
+            ExpertProjection.Down => mlp.Down,
+            _ => throw new ArgumentOutOfRangeException(nameof(projection), projection, null),
+        };
+        using var noGrad = no_grad();
+        target.copy_(dequantized);
+    }
+}
