@@ -35,11 +35,13 @@ internal static class QuantizeCommand
         var propagate = new Option<string>("--propagate") { Description = "Outputs that feed the next layer in the sequential GPTQ pass: compressed (the quantized layer's) or original", DefaultValueFactory = _ => "compressed" };
         var maxMemory = new Option<string?>("--max-memory") { Description = "Memory budget, e.g. 16GB (default: 75% of physical RAM); experts of a layer are processed in chunks that fit" };
         var layers = new Option<string?>("--layers") { Description = "Quantize only the experts of these decoder layers, e.g. 0-3 or 8- (others copied)" };
+        var resume = new Option<bool>("--resume") { Description = "Continue the partial output an interrupted run left beside <out> (same options); byte-identical to an uninterrupted run" };
+        var maxChunk = new Option<int?>("--max-experts-per-chunk") { Description = "Collect the Hessians of at most this many experts of a layer at once (default: as many as --max-memory allows)" };
         var shared = new CompressionOptions();
         var command = new Command("quantize", "Quantize routed experts at mixed precision (widths chosen by an OR-Tools allocation)")
         {
             input, output, bits, size, method, format, granularity, uniform, candidates, groupSize, sym, actOrder, gateWeighted,
-            alpha, beta, gamma, attentionBits, sharedBits, propagate, maxMemory, layers,
+            alpha, beta, gamma, attentionBits, sharedBits, propagate, maxMemory, layers, resume, maxChunk,
         };
         foreach (var o in shared.All) command.Options.Add(o);
         command.SetAction(async (parse, ct) =>
@@ -70,6 +72,8 @@ internal static class QuantizeCommand
                 Propagate = OptionChecks.ParseEnum<Propagation>(parse.GetValue(propagate)!, "--propagate"),
                 MaxMemoryBytes = parse.GetValue(maxMemory) is { } m ? ByteSize.Parse(m, "--max-memory") : null,
                 Layers = parse.GetValue(layers) is { } r ? Compression.Pipeline.LayerRange.Parse(r) : null,
+                Resume = parse.GetValue(resume),
+                MaxExpertsPerChunk = parse.GetValue(maxChunk),
                 DryRun = parse.GetValue(shared.DryRun),
             };
             if (options.Output is null && !options.DryRun) throw OptionChecks.Usage("out", "give the output folder (or --dry-run)");

@@ -19,6 +19,7 @@ internal static class SynthesizeCommand
         var layers = new Option<int?>("--layers") { Description = "Decoder layers (default: the preset's)" };
         var experts = new Option<int?>("--experts") { Description = "Routed experts per MoE layer (default: the preset's)" };
         var hidden = new Option<int?>("--hidden") { Description = "Hidden size (default: the preset's)" };
+        var topK = new Option<int?>("--top-k") { Description = "Experts per token (default: the preset's)" };
         var intermediate = new Option<int?>("--intermediate") { Description = "Routed-expert intermediate size, e.g. 14336 (real Mixtral-8x7B width)" };
         var denseIntermediate = new Option<int?>("--dense-intermediate") { Description = "Dense-MLP intermediate size (dense-first layers)" };
         var heads = new Option<int?>("--heads") { Description = "Attention heads (with --kv-heads and --head-dim: a real model's head layout)" };
@@ -29,7 +30,7 @@ internal static class SynthesizeCommand
         var overwrite = new Option<bool>("--overwrite") { Description = "Replace the output folder if it exists" };
         var command = new Command("synthesize", "Write a random checkpoint laid out like a real MoE family")
         {
-            preset, output, seed, layers, experts, hidden, intermediate, denseIntermediate, heads, kvHeads, headDim, targetSize, shardSize, overwrite,
+            preset, output, seed, layers, experts, topK, hidden, intermediate, denseIntermediate, heads, kvHeads, headDim, targetSize, shardSize, overwrite,
         };
         command.SetAction((parse, ct) =>
         {
@@ -38,6 +39,7 @@ internal static class SynthesizeCommand
                 Seed = parse.GetValue(seed),
                 Layers = parse.GetValue(layers),
                 Experts = parse.GetValue(experts),
+                TopK = parse.GetValue(topK),
                 Hidden = parse.GetValue(hidden),
                 Intermediate = parse.GetValue(intermediate),
                 DenseIntermediate = parse.GetValue(denseIntermediate),

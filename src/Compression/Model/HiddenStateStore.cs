@@ -111,6 +111,35 @@ internal sealed class HiddenStateStore : IDisposable
         for (var b = 0; b < sequences.Count; b++) Write(sequences[b], states[b]);
     }
 
+    /// <summary>Writes every sequence's hidden states, in order, to <paramref name="stream"/> (float32, little-endian).</summary>
+    public void SaveTo(Stream stream)
+    {
+        for (var s = 0; s < _lengths.Count; s++)
+        {
+            using var t = Read(s);
+            using var c = t.contiguous();
+            stream.Write(c.bytes);
+        }
+    }
+
+    /// <summary>Replaces every sequence's hidden states with those <see cref="SaveTo"/> wrote.</summary>
+    public void LoadFrom(Stream stream, string what)
+    {
+        for (var s = 0; s < _lengths.Count; s++)
+        {
+            using var t = empty(_lengths[s], _hidden, ScalarType.Float32);
+            try
+            {
+                stream.ReadExactly(t.bytes);
+            }
+            catch (EndOfStreamException ex)
+            {
+                throw new MoeCompressException(ErrorKind.Io, $"{what}: ends before the hidden states of sequence {s}", ex);
+            }
+            Write(s, t);
+        }
+    }
+
     public void Dispose()
     {
         if (_ram is not null)

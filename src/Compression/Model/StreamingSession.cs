@@ -181,6 +181,64 @@ public sealed class StreamingSession : IDisposable
         while (!AllLayersDone) RunNextLayer(observer, cancellationToken);
     }
 
+    /// <summary>
+    /// Saves where the session stands — the next layer and every sequence's hidden states (float32, exact) — so that a
+    /// later session over the same sequences can continue from here (<see cref="RestoreState"/>): what a resumed run uses.
+    /// The file is written under a temporary name and renamed.
+    /// </summary>
+    public void SaveState(string path)
+    {
+        ThrowIfFailed();
+        var temp = path + ".new";
+        using (var stream = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
+        {
+            using (var w = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true))
+            {
+                w.Write(StateMagic);
+                w.Write(NextLayer);
+                w.Write(Sequences.Count);
+                foreach (var seq in Sequences) w.Write(seq.Count);
+                w.Write(Engine.Config.HiddenSize);
+            }
+            _store.SaveTo(stream);
+            stream.Flush(flushToDisk: true);
+        }
+        File.Move(temp, path, overwrite: true);
+    }
+
+    /// <summary>Continues from a state <see cref="SaveState"/> wrote for the same sequences and model width.</summary>
+    /// <exception cref="Formats.Errors.MoeCompressException">Io: the file is not such a state, or belongs to other sequences.</exception>
+    public void RestoreState(string path)
+    {
+        ThrowIfFailed();
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
+        using (var r = new BinaryReader(stream, System.Text.Encoding.UTF8, leaveOpen: true))
+        {
+            string Bad(string what) => $"{path}: {what}; delete the partial output and start again";
+            try
+            {
+                if (r.ReadInt64() != StateMagic) throw new Formats.Errors.MoeCompressException(Formats.Errors.ErrorKind.Io, Bad("not a saved layer state"));
+                var next = r.ReadInt32();
+                var count = r.ReadInt32();
+                if (count != Sequences.Count || next < 0 || next > NumLayers)
+                    throw new Formats.Errors.MoeCompressException(Formats.Errors.ErrorKind.Io, Bad($"holds {count} sequences at layer {next}, this run has {Sequences.Count} sequences and {NumLayers} layers"));
+                for (var i = 0; i < count; i++)
+                    if (r.ReadInt32() != Sequences[i].Count)
+                        throw new Formats.Errors.MoeCompressException(Formats.Errors.ErrorKind.Io, Bad($"sequence {i} has another length than in this run"));
+                if (r.ReadInt32() != Engine.Config.HiddenSize)
+                    throw new Formats.Errors.MoeCompressException(Formats.Errors.ErrorKind.Io, Bad("was saved for another hidden size"));
+                _store.LoadFrom(stream, path);
+                NextLayer = next;
+            }
+            catch (EndOfStreamException ex)
+            {
+                throw new Formats.Errors.MoeCompressException(Formats.Errors.ErrorKind.Io, Bad("is truncated"), ex);
+            }
+        }
+    }
+
+    private const long StateMagic = 0x3130_4554_4154_534C; // "LSTATE01"
+
     /// <summary>The current hidden states [L, H] of one sequence (output of layer NextLayer − 1; embeddings before any layer). New tensor.</summary>
     public Tensor ReadHiddenStates(int sequence)
     {

@@ -98,11 +98,16 @@ public sealed class MemoryPlan
     /// </summary>
     /// <exception cref="MoeCompressException">Infeasible: even one expert per chunk with spilled hidden states exceeds the
     /// budget; the message names the budget option, the predicted minimum and the biggest item.</exception>
-    public static MemoryPlan Create(IReadOnlyList<(string Stage, Shape Shape)> stages, long budgetBytes, string option = "--max-memory")
+    /// <param name="stages">Stage name → what it holds.</param>
+    /// <param name="budgetBytes">The budget.</param>
+    /// <param name="maxExpertsPerChunk">Never put more experts in one chunk than this (null = as many as fit).</param>
+    /// <param name="option">Named in the error.</param>
+    public static MemoryPlan Create(IReadOnlyList<(string Stage, Shape Shape)> stages, long budgetBytes, int? maxExpertsPerChunk = null,
+        string option = "--max-memory")
     {
         if (stages.Count == 0) throw new ArgumentException("no stage to plan", nameof(stages));
         if (budgetBytes <= 0) throw new MoeCompressException(ErrorKind.Usage, $"{option} {budgetBytes}: must be a positive number of bytes");
-        var experts = stages.Max(s => s.Shape.MoE.NumExperts);
+        var experts = Math.Min(stages.Max(s => s.Shape.MoE.NumExperts), Math.Max(1, maxExpertsPerChunk ?? int.MaxValue));
         var hidden = stages[0].Shape.MoE.HiddenSize;
         var hiddenStates = stages[0].Shape.Tokens * hidden * sizeof(float);
 

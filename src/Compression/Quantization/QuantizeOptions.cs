@@ -72,6 +72,13 @@ public sealed record QuantizeOptions
     /// <summary>Quantize only the routed experts of the MoE layers in this range (others copied unchanged), or null for
     /// every layer.</summary>
     public Pipeline.LayerRange? Layers { get; init; }
+    /// <summary>Never collect the Hessians of more than this many experts of a layer at once (null = as many as the
+    /// memory budget allows). Smaller chunks run the layer more often; the output is the same.</summary>
+    public int? MaxExpertsPerChunk { get; init; }
+    /// <summary>Continue the partial output an interrupted run left beside <see cref="Output"/> (same options and input):
+    /// the write pass restarts at the first layer that was not finished and the result is byte-identical to an
+    /// uninterrupted run. Without it, a partial folder is an error naming it.</summary>
+    public bool Resume { get; init; }
     /// <summary>Plan only: calibrate, measure, allocate and report the predicted size; write nothing.</summary>
     public bool DryRun { get; init; }
 
@@ -142,6 +149,7 @@ public sealed record QuantizeOptions
         if (!double.IsFinite(DampPercent) || DampPercent < 0)
             throw new MoeCompressException(ErrorKind.Usage, $"--damp {DampPercent}: must be ≥ 0");
         if (MinGptqTokens < 1) throw new MoeCompressException(ErrorKind.Usage, $"--min-gptq-tokens {MinGptqTokens}: must be at least 1");
+        if (MaxExpertsPerChunk is < 1) throw new MoeCompressException(ErrorKind.Usage, $"--max-experts-per-chunk {MaxExpertsPerChunk}: must be at least 1");
         if (MaxMemoryBytes is <= 0) throw new MoeCompressException(ErrorKind.Usage, $"--max-memory {MaxMemoryBytes}: must be a positive number of bytes");
         if (!Enum.IsDefined(Propagate)) throw new MoeCompressException(ErrorKind.Usage, $"--propagate {Propagate}: use compressed or original");
     }

@@ -52,6 +52,9 @@ public static class Quantizer
         string? output = options.DryRun ? null : Path.TrimEndingDirectorySeparator(Path.GetFullPath(options.Output!));
         if (output is not null && !options.Overwrite && (Directory.Exists(output) || File.Exists(output)))
             throw new MoeCompressException(ErrorKind.Io, $"{output}: already exists (choose another --output or allow --overwrite)");
+        if (output is not null && !options.Resume && Directory.Exists(CheckpointWriter.PartialDirectory(output)))
+            throw new MoeCompressException(ErrorKind.Io,
+                $"{CheckpointWriter.PartialDirectory(output)}: partial output of an interrupted run is in the way; add --resume to continue it, or delete that folder");
 
         using var checkpoint = ModelCheckpoint.Open(options.Model, cancellationToken: cancellationToken);
         var plan = QuantizePlan.Build(checkpoint, options);
@@ -191,12 +194,16 @@ public static class Quantizer
         var specs = plan.Specs(widths);
         using var writer = CheckpointWriter.Create(output, specs, new CheckpointWriterOptions
         {
-            Overwrite = options.Overwrite, ManifestOptions = options.ToJsonObject(),
+            Overwrite = options.Overwrite, ManifestOptions = options.ToJsonObject(), Resumable = true, Resume = options.Resume,
         });
+        var journal = new QuantizeJournal(writer, fallbacks);
+        if (writer.Resumed) progress?.Report($"resuming {writer.TemporaryDirectory}: {journal.Describe()}");
         // Everything that needs no calibration first: copies and RTN modules; with RTN also the routed experts.
         foreach (var entry in plan.Entries)
         {
             ct.ThrowIfCancellationRequested();
+            if (entry.Kind is QuantizePlan.Kind.Copy or QuantizePlan.Kind.Module && writer.IsWritten(entry.Kind == QuantizePlan.Kind.Copy ? entry.Name : plan.ModuleSpecs(entry, entry.Bits)[0].Name))
+                continue;
             switch (entry.Kind)
             {
                 case QuantizePlan.Kind.Copy:
@@ -212,17 +219,19 @@ public static class Quantizer
                 }
             }
         }
+        if (!writer.Resumed) journal.Save(nextLayer: 0);
         var expertEntries = plan.Entries.Where(e => e.Kind is QuantizePlan.Kind.Expert or QuantizePlan.Kind.Composite)
             .ToLookup(e => e.Kind == QuantizePlan.Kind.Expert ? e.Layer : e.Slices[0].Layer);
         if (recipe.Method == QuantizeMethod.Gptq)
-            WriteSequentially(checkpoint, plan, options, recipe, profile, widths, set!, memory, expertEntries, writer, fallbacks, progress, ct);
+            WriteSequentially(checkpoint, plan, options, recipe, profile, widths, set!, memory, expertEntries, writer, journal, progress, ct);
         else
-            foreach (var layer in plan.Layers)
+            foreach (var layer in plan.Layers.Where(l => l >= journal.NextLayer))
             {
                 progress?.Report($"writing layer {layer}");
                 var layerWriter = new LayerQuantizationWriter(layer, checkpoint, plan, options, recipe, widths, writer, expertEntries[layer], null);
                 layerWriter.WriteExperts(Enumerable.Range(0, plan.NumExperts), null, profile, fallbacks, ct);
                 layerWriter.Finish();
+                journal.Save(layer + 1);
             }
 
         var config = (JsonObject)checkpoint.Config.DeepClone();
@@ -252,15 +261,17 @@ public static class Quantizer
     /// </summary>
     private static void WriteSequentially(ModelCheckpoint checkpoint, QuantizePlan plan, QuantizeOptions options, QuantizeRecipe recipe,
         CalibrationProfile? profile, IReadOnlyDictionary<int, int[]> widths, CalibrationSet set, MemoryPlan memory,
-        ILookup<int, QuantizePlan.Entry> expertEntries, CheckpointWriter writer, List<QuantizeFallback> fallbacks,
+        ILookup<int, QuantizePlan.Entry> expertEntries, CheckpointWriter writer, QuantizeJournal journal,
         IProgress<string>? progress, CancellationToken ct)
     {
+        var fallbacks = journal.Fallbacks;
         var engine = new ModelEngine(checkpoint);
         var streaming = new StreamingOptions
         {
             MicroBatchTokens = options.Profile.MicroBatch, MaxResidentHiddenStateBytes = memory.MaxResidentHiddenStateBytes,
         };
         using var session = engine.CreateRunner(streaming).Start(set.Sequences, null, ct);
+        journal.Restore(session);
         var last = plan.Layers.Max();
         var compressed = options.Propagate == Propagation.Compressed;
         var pass = options.Allocates ? "pass 2 of 2: " : "";
@@ -296,6 +307,7 @@ public static class Quantizer
             }
             layerWriter.Finish();
             if (compressed) session.Advance(layer, null, ct);
+            journal.Save(session);
             progress?.Report(string.Create(CultureInfo.InvariantCulture,
                 $"{pass}layer {l}: {plan.NumExperts} experts quantized in {chunks.Count} chunk(s), {clock.Elapsed.TotalSeconds:0.0} s"));
         }
@@ -319,6 +331,6 @@ public static class Quantizer
         if (options.Allocates) stages.Add(("sensitivity (pass 1)", shape with { KeepsBlockInputs = true }));
         stages.Add((recipe.Method == QuantizeMethod.Gptq ? "GPTQ write (sequential)" : "RTN write", recipe.Method == QuantizeMethod.Gptq ? shape
             : shape with { Tokens = 0, HessianKinds = [], LayerWeightBytes = 0 }));
-        return MemoryPlan.Create(stages, options.MaxMemoryBytes ?? MemoryPlan.DefaultBudgetBytes());
+        return MemoryPlan.Create(stages, options.MaxMemoryBytes ?? MemoryPlan.DefaultBudgetBytes(), options.MaxExpertsPerChunk);
     }
 }

@@ -87,6 +87,15 @@ public sealed unsafe class CheckpointWriter : IDisposable
     private long _writtenBytes;
     private int _pendingTensors;
 
+    /// <summary>Name of the progress journal inside a resumable temporary folder.</summary>
+    public const string JournalFileName = ".moe-compress-journal.json";
+    /// <summary>Sub-folder of a resumable temporary folder for the caller's scratch files (deleted by <see cref="Commit"/>).</summary>
+    public const string ScratchFolderName = ".moe-compress-resume";
+
+    private JsonObject? _resumedState;
+    private string? _planHash;
+    private bool _progressSaved;
+
     /// <summary>Full path of the checkpoint directory that <see cref="Commit"/> creates.</summary>
     public string Destination { get; }
 
@@ -107,6 +116,60 @@ public sealed unsafe class CheckpointWriter : IDisposable
 
     /// <summary>Tensor bytes written so far (for progress).</summary>
     public long WrittenTensorBytes => Interlocked.Read(ref _writtenBytes);
+
+    /// <summary>True when this writer continues a partial folder left by an earlier run.</summary>
+    public bool Resumed => _resumedState is not null;
+
+    /// <summary>The caller's state saved with the last <see cref="SaveProgress"/> of the run being resumed, or null.</summary>
+    public JsonObject? ResumedState => _resumedState;
+
+    /// <summary>Folder for the caller's resume scratch files (e.g. activations at a layer boundary); created on demand,
+    /// deleted by <see cref="Commit"/>. Only for <see cref="CheckpointWriterOptions.Resumable"/> writers.</summary>
+    public string ScratchDirectory
+    {
+        get
+        {
+            if (!_options.Resumable) throw new InvalidOperationException("only a resumable writer has a scratch folder");
+            var dir = Path.Combine(TemporaryDirectory, ScratchFolderName);
+            Directory.CreateDirectory(dir);
+            return dir;
+        }
+    }
+
+    /// <summary>True when tensor <paramref name="name"/> is completely written (in this run or a resumed one).</summary>
+    public bool IsWritten(string name)
+    {
+        var slot = GetSlot(name);
+        lock (_lock) return slot.State == 2;
+    }
+
+    /// <summary>
+    /// Makes every tensor written so far durable (fsync) and records them, with <paramref name="state"/>, in the journal
+    /// of a resumable folder (written to a temporary name and renamed, so a crash leaves the previous journal or this
+    /// one). A resumed run treats exactly these tensors as written and gets <paramref name="state"/> back.
+    /// </summary>
+    public void SaveProgress(JsonObject? state = null)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (!_options.Resumable) throw new InvalidOperationException("SaveProgress needs a resumable writer (CheckpointWriterOptions.Resumable)");
+        var written = new JsonArray();
+        lock (_lock)
+            foreach (var s in _slots.Values.Where(s => s.State == 2).Select(s => s.Spec.Name).Order(StringComparer.Ordinal))
+                written.Add(s);
+        foreach (var shard in _shards) RandomAccess.FlushToDisk(shard.Handle!);
+        var journal = new JsonObject
+        {
+            ["plan_sha256"] = _planHash,
+            ["written"] = written,
+            ["state"] = state?.DeepClone(),
+        };
+        var path = Path.Combine(TemporaryDirectory, JournalFileName);
+        var temp = path + ".new";
+        WriteDurable(temp, Encoding.UTF8.GetBytes(journal.ToJsonString()));
+        File.Move(temp, path, overwrite: true);
+        NativeFileOps.TrySyncDirectory(TemporaryDirectory);
+        _progressSaved = true;
+    }
 
     private CheckpointWriter(string destination, string tempDir, CheckpointWriterOptions options, ShardState[] shards,
         Dictionary<string, Slot> slots, bool writesIndex, long totalBytes)
@@ -149,7 +212,19 @@ public sealed unsafe class CheckpointWriter : IDisposable
 
         string parent = Path.GetDirectoryName(destination)
                         ?? throw new ArgumentException("destination cannot be a file-system root", nameof(destinationDir));
-        string tempDir = Path.Combine(parent, $".{Path.GetFileName(destination)}.tmp-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4))}");
+        string tempDir = options.Resumable
+            ? PartialDirectory(destination)
+            : Path.Combine(parent, $".{Path.GetFileName(destination)}.tmp-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4))}");
+        string planHash = PlanHash(plan, options);
+        JsonObject? resumedState = null;
+        HashSet<string>? resumedNames = null;
+        if (options.Resumable && Directory.Exists(tempDir))
+        {
+            if (!options.Resume)
+                throw new MoeCompressException(ErrorKind.Io,
+                    $"{tempDir}: partial output of an interrupted run is in the way; add --resume to continue it, or delete that folder");
+            (resumedNames, resumedState) = ReadJournal(tempDir, planHash);
+        }
         try
         {
             Directory.CreateDirectory(parent);
@@ -194,10 +269,15 @@ public sealed unsafe class CheckpointWriter : IDisposable
             total += planned.TensorBytes;
         }
 
-        var writer = new CheckpointWriter(destination, tempDir, options, shards, slots, writesIndex, total);
+        var writer = new CheckpointWriter(destination, tempDir, options, shards, slots, writesIndex, total) { _planHash = planHash };
         try
         {
-            foreach (var shard in shards) writer.CreateShardFile(shard);
+            if (resumedNames is not null)
+            {
+                writer._resumedState = resumedState ?? new JsonObject();
+                writer.ReopenPartial(resumedNames);
+            }
+            else foreach (var shard in shards) writer.CreateShardFile(shard);
             if (options.HashShards) writer.StartHashing();
             return writer;
         }
@@ -310,6 +390,94 @@ public sealed unsafe class CheckpointWriter : IDisposable
         if (metadata is not null)
             foreach (var kv in metadata) m[kv.Key] = kv.Value;
         return m;
+    }
+
+    /// <summary>The fixed temporary folder of a resumable write to <paramref name="destination"/>.</summary>
+    public static string PartialDirectory(string destination)
+    {
+        var full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(destination));
+        return Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.partial");
+    }
+
+    /// <summary>SHA-256 over the planned tensors (names, dtypes, shapes, order) and the shard layout options: a partial
+    /// folder is only continued by a run that plans exactly the same files.</summary>
+    private static string PlanHash(IReadOnlyList<TensorSpec> plan, CheckpointWriterOptions options)
+    {
+        var sb = new StringBuilder();
+        foreach (var t in plan) sb.Append(t.Name).Append('|').Append(t.DType.ToHeaderName()).Append('|').AppendJoin(',', t.Shape).Append('\n');
+        sb.Append(options.MaxShardBytes).Append('|').Append(options.WriteIndex).Append('|');
+        if (options.Layout is { } layout)
+            foreach (var shard in layout) sb.Append(shard.FileName).Append(':').AppendJoin(',', shard.TensorNames).Append(';');
+        return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(sb.ToString())));
+    }
+
+    private static (HashSet<string> Written, JsonObject? State) ReadJournal(string tempDir, string planHash)
+    {
+        var path = Path.Combine(tempDir, JournalFileName);
+        if (!File.Exists(path))
+            throw new MoeCompressException(ErrorKind.Io,
+                $"{tempDir}: partial output without a progress journal (the run stopped before its first layer was done); delete that folder and start again");
+        JsonObject journal;
+        try
+        {
+            journal = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new FormatException("not a JSON object");
+        }
+        catch (Exception e) when (e is System.Text.Json.JsonException or FormatException or DecoderFallbackException)
+        {
+            throw new MoeCompressException(ErrorKind.Io, $"{path}: unreadable progress journal ({SafetensorsFile.OneLine(e.Message)}); delete {tempDir} and start again", e);
+        }
+        if (journal["plan_sha256"]?.GetValue<string>() != planHash)
+            throw new MoeCompressException(ErrorKind.Usage,
+                $"{tempDir}: was written by a run with other options or another input (its tensor plan differs); rerun with the same options, or delete that folder");
+        var written = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var n in journal["written"] as JsonArray ?? []) written.Add(n!.GetValue<string>());
+        return (written, journal["state"] as JsonObject);
+    }
+
+    /// <summary>Opens the shard files of a partial folder, checks their headers, marks the journaled tensors written and
+    /// deletes every other file (they are written again before the commit).</summary>
+    private void ReopenPartial(HashSet<string> written)
+    {
+        var shardFiles = new HashSet<string>(_shards.Select(s => s.TempPath), StringComparer.Ordinal);
+        foreach (var file in Directory.GetFiles(TemporaryDirectory, "*", SearchOption.AllDirectories))
+        {
+            var rel = Path.GetRelativePath(TemporaryDirectory, file);
+            if (shardFiles.Contains(file) || rel == JournalFileName || rel.StartsWith(ScratchFolderName + Path.DirectorySeparatorChar, StringComparison.Ordinal)) continue;
+            File.Delete(file);
+        }
+        foreach (var shard in _shards)
+        {
+            try
+            {
+                shard.Handle = File.OpenHandle(shard.TempPath, FileMode.Open, FileAccess.ReadWrite, FileShare.Read);
+                var header = new byte[shard.Plan.Header.Length];
+                if (RandomAccess.GetLength(shard.Handle) != shard.Plan.FileLength || RandomAccess.Read(shard.Handle, header, 0) != header.Length
+                    || !header.AsSpan().SequenceEqual(shard.Plan.Header))
+                    throw new MoeCompressException(ErrorKind.Io,
+                        $"{shard.TempPath}: does not match the planned shard (size or header differ); delete {TemporaryDirectory} and start again");
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new MoeCompressException(ErrorKind.Io, $"{shard.TempPath}: cannot reopen the partial shard: {SafetensorsFile.OneLine(e.Message)}", e);
+            }
+            shard.ContiguousEnd = shard.Plan.DataSectionOffset;
+            for (var i = 0; i < shard.Plan.Tensors.Count; i++)
+            {
+                if (!written.Contains(shard.Plan.Tensors[i].Name)) continue;
+                var slot = _slots[shard.Plan.Tensors[i].Name];
+                slot.State = 2;
+                shard.Done[i] = true;
+                _pendingTensors--;
+                _writtenBytes += slot.Length;
+            }
+            AdvanceCompleted(shard);
+            if (!_options.HashShards) continue;
+            shard.Map = MemoryMappedFile.CreateFromFile(shard.Handle, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: true);
+            shard.View = shard.Map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
+            byte* basePointer = null;
+            shard.View.SafeMemoryMappedViewHandle.AcquirePointer(ref basePointer);
+            shard.Base = basePointer + shard.View.PointerOffset;
+        }
     }
 
     private void CreateShardFile(ShardState shard)
@@ -887,6 +1055,12 @@ public sealed unsafe class CheckpointWriter : IDisposable
 
     private void CommitFiles(CancellationToken cancellationToken)
     {
+        if (_options.Resumable)
+        {
+            var scratch = Path.Combine(TemporaryDirectory, ScratchFolderName);
+            if (Directory.Exists(scratch)) Directory.Delete(scratch, recursive: true);
+            File.Delete(Path.Combine(TemporaryDirectory, JournalFileName));
+        }
         var shardEntries = new List<ManifestFileEntry>(_shards.Length);
         foreach (var s in _shards)
         {
@@ -1014,7 +1188,10 @@ public sealed unsafe class CheckpointWriter : IDisposable
             s.Handle?.Dispose();
             s.Sha.Dispose();
         }
-        if (!_committed && Directory.Exists(TemporaryDirectory))
+        // A resumable folder with saved progress is kept for --resume (the next run without it names the folder instead of
+        // reusing it); one with nothing to resume from is deleted like any other.
+        var keep = _options.Resumable && (_progressSaved || Resumed);
+        if (!_committed && !keep && Directory.Exists(TemporaryDirectory))
         {
             try { Directory.Delete(TemporaryDirectory, recursive: true); }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)

@@ -53,6 +53,18 @@ public sealed record CheckpointWriterOptions
     /// </summary>
     public bool HashShards { get; init; } = true;
 
+    /// <summary>
+    /// Write into a folder with a fixed name (<c>.&lt;name&gt;.partial</c> beside the destination) that survives a crash,
+    /// Ctrl+C or a failed run, so that the run can continue later (<see cref="Resume"/>); the caller records progress with
+    /// <see cref="CheckpointWriter.SaveProgress"/>. Without <see cref="Resume"/>, a leftover partial folder is an error
+    /// naming it, never silently reused.
+    /// </summary>
+    public bool Resumable { get; init; }
+
+    /// <summary>With <see cref="Resumable"/>: continue a leftover partial folder of the same plan (tensors recorded by its
+    /// last <see cref="CheckpointWriter.SaveProgress"/> count as written); start a new one when there is none.</summary>
+    public bool Resume { get; init; }
+
     internal static string DefaultToolVersion =>
         typeof(CheckpointWriterOptions).Assembly.GetName().Version?.ToString(3) ?? "0.0.0";
 }

@@ -23,7 +23,8 @@ public static class SyntheticConfigScaler
         if (layers < 1) throw Usage($"Layers must be at least 1, got {layers}");
         int experts = options.Experts ?? preset.Experts;
         if (experts < 1) throw Usage($"Experts must be at least 1, got {experts}");
-        int topK = Math.Min(preset.TopK, experts);
+        if (options.TopK is < 1) throw Usage($"TopK must be at least 1, got {options.TopK}");
+        int topK = Math.Min(options.TopK ?? preset.TopK, experts);
         int hidden = (options.TargetBytes is null ? options.Hidden ?? preset.Hidden : preset.Hidden) * multiplier;
         if (hidden < 32 || hidden % 32 != 0) throw Usage($"Hidden must be a positive multiple of 32, got {hidden}");
         int heads = options.Heads ?? preset.Heads, kvHeads = options.KvHeads ?? Math.Min(preset.KvHeads, heads);

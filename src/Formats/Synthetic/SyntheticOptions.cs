@@ -12,6 +12,8 @@ public sealed record SyntheticOptions
     public int? Layers { get; init; }
     /// <summary>Routed experts per MoE layer (top-k and DeepSeek groups are adjusted to stay valid).</summary>
     public int? Experts { get; init; }
+    /// <summary>Experts chosen per token (default: the preset's, at most <see cref="Experts"/>).</summary>
+    public int? TopK { get; init; }
     /// <summary>Hidden size (a multiple of 32, and of the preset's attention head count).</summary>
     public int? Hidden { get; init; }
     /// <summary>Routed-expert intermediate size (e.g. 14336 for Mixtral-8x7B's real per-layer width).</summary>

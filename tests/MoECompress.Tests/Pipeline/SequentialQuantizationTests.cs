@@ -1,0 +1,142 @@
+using System.Diagnostics;
+using MoECompress.Compression.Pipeline;
+using MoECompress.Compression.Quantization;
+using MoECompress.Formats.Errors;
+using MoECompress.Formats.Families;
+using MoECompress.Formats.Safetensors;
+using MoECompress.Formats.Synthetic;
+using MoECompress.Tests.Calibration;
+using MoECompress.Tests.Quantization;
+
+namespace MoECompress.Tests.Pipeline;
+
+/// <summary>
+/// The sequential GPTQ pipeline: per-layer Hessians collected in expert chunks give the same output as one pass; the
+/// propagation mode only changes what the layers after the first see; the memory planner refuses impossible budgets
+/// before any work.
+/// </summary>
+public sealed class SequentialQuantizationTests
+{
+    private static QuantizeOptions Options(string name) => new()
+    {
+        Model = TinyCalibrationModel.Mixtral, Output = TinyCalibrationModel.NewPath(name), GroupSize = 32, Bits = 3, Uniform = true,
+        Method = QuantizeMethod.Gptq, Profile = QuantizeTestData.Profile,
+    };
+
+    private static Dictionary<string, byte[]> Tensors(string dir)
+    {
+        using var c = SafetensorsCheckpoint.Open(dir);
+        return c.Names.ToDictionary(n => n, n => c.GetBytes(n).ToArray());
+    }
+
+    [Fact]
+    public void One_expert_per_chunk_gives_the_same_bytes_as_the_whole_layer_at_once()
+    {
+        var whole = Quantizer.Run(Options("seq-whole"));
+        var chunked = Quantizer.Run(Options("seq-chunked") with { MaxExpertsPerChunk = 1 });
+        Assert.Equal(8, whole.Memory!.ExpertsPerChunk);
+        Assert.Equal(1, chunked.Memory!.ExpertsPerChunk);
+        var a = Tensors(whole.Output!);
+        var b = Tensors(chunked.Output!);
+        Assert.Equal(a.Keys.Order(), b.Keys.Order());
+        foreach (var (name, bytes) in a) Assert.True(bytes.AsSpan().SequenceEqual(b[name]), $"tensor {name} differs between chunkings");
+    }
+
+    [Fact]
+    public void Compressed_propagation_changes_only_the_layers_after_the_first()
+    {
+        var compressed = Tensors(Quantizer.Run(Options("seq-compressed")).Output!);
+        var original = Tensors(Quantizer.Run(Options("seq-original") with { Propagate = Propagation.Original }).Output!);
+        bool Same(string name) => compressed[name].AsSpan().SequenceEqual(original[name]);
+        var experts = compressed.Keys.Where(n => n.Contains(".experts.", StringComparison.Ordinal)).ToList();
+        // Layer 0 sees the embeddings either way; later layers see the quantized or the original layers' outputs.
+        Assert.All(experts.Where(n => n.StartsWith("model.layers.0.", StringComparison.Ordinal)), n => Assert.True(Same(n), n));
+        Assert.Contains(experts.Where(n => !n.StartsWith("model.layers.0.", StringComparison.Ordinal)), n => !Same(n));
+        Assert.All(compressed.Keys.Where(n => !n.Contains(".experts.", StringComparison.Ordinal)), n => Assert.True(Same(n), n));
+    }
+
+    [Fact]
+    public void A_budget_below_the_smallest_stage_fails_before_any_calibration()
+    {
+        var clock = Stopwatch.StartNew();
+        var ex = Assert.Throws<MoeCompressException>(() => Quantizer.Run(Options("seq-budget") with { MaxMemoryBytes = 200_000_000 }));
+        Assert.Equal(ErrorKind.Infeasible, ex.Kind);
+        Assert.Contains("--max-memory 200 MB", ex.Message);
+        Assert.Contains("biggest item", ex.Message);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"took {clock.Elapsed}");
+        Assert.False(Directory.Exists(Options("x").Output));
+    }
+
+    [Fact]
+    public void The_planner_names_the_down_proj_Hessian_at_Mixtral_width_and_chunks_experts_to_fit()
+    {
+        var config = ReferenceConfigs.Load(ReferenceConfigs.Names.Single(n => n.StartsWith("Mixtral", StringComparison.Ordinal)));
+        var (_, moe) = FamilyRegistry.Read(config, "config.json");
+        var shape = new MemoryPlan.Shape
+        {
+            MoE = moe, LayerWeightBytes = 8L * 3 * 4096 * 14336 * 4 + 4L * 4096 * 4096 * 4, Tokens = 128 * 512, MicroBatchTokens = 2048,
+            HessianKinds = [Compression.Calibration.HessianKind.Input, Compression.Calibration.HessianKind.Down],
+        };
+        // One Mixtral down_proj Hessian is 14336² float32 = 822 MB.
+        var roomy = MemoryPlan.Create([("gptq", shape)], 64L << 30);
+        Assert.Equal(8, roomy.ExpertsPerChunk);
+        Assert.Contains(roomy.Stages[0].Items, i => i.Name.StartsWith("down_proj Hessian", StringComparison.Ordinal) && i.Bytes == 14336L * 14336 * 4);
+        var tight = MemoryPlan.Create([("gptq", shape)], 16L << 30);
+        Assert.InRange(tight.ExpertsPerChunk, 1, 7);
+        Assert.True(tight.PeakBytes <= 16L << 30);
+        var ex = Assert.Throws<MoeCompressException>(() => MemoryPlan.Create([("gptq", shape)], 6L << 30));
+        Assert.Equal(ErrorKind.Infeasible, ex.Kind);
+        Assert.Contains("one decoder layer's weights in float32", ex.Message); // the biggest single item at this budget
+    }
+
+    /// <summary>SHA-256 of every shard and the bytes of config.json (the manifest's timestamp is the only other difference).</summary>
+    private static (string Shards, string Config) Fingerprint(string dir)
+    {
+        var manifest = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(dir, CheckpointManifest.FileName)))!;
+        return (manifest["shards"]!.ToJsonString(), File.ReadAllText(Path.Combine(dir, "config.json")));
+    }
+
+    [Theory]
+    [InlineData("layer 0:", false)]
+    [InlineData("layer 2:", false)]
+    [InlineData("pass 2 of 2: layer 1:", true)]
+    public void A_run_stopped_after_a_layer_resumes_to_the_same_bytes(string stopAfter, bool mixed)
+    {
+        var baseOptions = Options(mixed ? "resume-ref-mixed" : "resume-ref") with { MaxExpertsPerChunk = 3 };
+        if (mixed) baseOptions = baseOptions with { Uniform = false, Bits = 3, Candidates = [2, 4] };
+        var reference = Fingerprint(Quantizer.Run(baseOptions).Output!);
+
+        var output = TinyCalibrationModel.NewPath("resume-out");
+        var options = baseOptions with { Output = output };
+        using var cts = new CancellationTokenSource();
+        var progress = new StopAfter(stopAfter, cts);
+        Assert.ThrowsAny<OperationCanceledException>(() => Quantizer.Run(options, progress, cts.Token));
+        Assert.False(Directory.Exists(output));
+        var partial = CheckpointWriter.PartialDirectory(output);
+        Assert.True(Directory.Exists(partial));
+
+        // Without --resume the leftover is named, never reused; with it the run continues and commits.
+        var refused = Assert.Throws<MoeCompressException>(() => Quantizer.Run(options));
+        Assert.Equal(ErrorKind.Io, refused.Kind);
+        Assert.Contains(partial, refused.Message);
+        var lines = new List<string>();
+        var resumed = Quantizer.Run(options with { Resume = true }, new Collect(lines));
+        Assert.Contains(lines, l => l.StartsWith("resuming", StringComparison.Ordinal));
+        Assert.False(Directory.Exists(partial));
+        Assert.Equal(reference, Fingerprint(resumed.Output!));
+    }
+
+    /// <summary>Cancels the run once a progress line starting with the given text has been reported (Ctrl+C after a layer).</summary>
+    private sealed class StopAfter(string prefix, CancellationTokenSource cts) : IProgress<string>
+    {
+        public void Report(string value)
+        {
+            if (value.StartsWith(prefix, StringComparison.Ordinal)) cts.Cancel();
+        }
+    }
+
+    private sealed class Collect(List<string> lines) : IProgress<string>
+    {
+        public void Report(string value) => lines.Add(value);
+    }
+}
