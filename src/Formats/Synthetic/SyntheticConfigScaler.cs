@@ -48,7 +48,8 @@ public static class SyntheticConfigScaler
     {
         var root = ReferenceConfigs.Load(preset.ReferenceModel);
         var section = root["text_config"] as JsonObject ?? root;
-        bool qwenOrDeepSeek = preset.Family.StartsWith("qwen", StringComparison.Ordinal) || preset.Family.StartsWith("deepseek", StringComparison.Ordinal);
+        bool qwenOrDeepSeek = preset.Family.StartsWith("qwen", StringComparison.Ordinal) || preset.Family.StartsWith("deepseek", StringComparison.Ordinal)
+            || preset.Family.StartsWith("glm", StringComparison.Ordinal);
         int headDim = s.HeadDim;
 
         section["hidden_size"] = s.Hidden;

@@ -42,6 +42,7 @@ internal sealed class TinyModel : IDisposable
         ["olmoe"] = "OLMoE-1B-7B-0924",
         ["deepseek_v2"] = "DeepSeek-V2-Lite",
         ["deepseek_v3"] = "DeepSeek-R1",
+        ["glm4_moe"] = "GLM-4.5",
     };
 
     public static IEnumerable<object[]> Kinds => ReferenceOf.Keys.Select(k => new object[] { k });
@@ -132,6 +133,21 @@ internal sealed class TinyModel : IDisposable
                     ["beta_fast"] = 32, ["beta_slow"] = 1, ["mscale"] = 1.0, ["mscale_all_dim"] = 0.8,
                 };
                 break;
+            case "glm4_moe":
+                // Group-limited (2 groups, 1 kept), partial rotary (2 of 4 head dimensions), q/k norms, q/k/v biases.
+                c["n_routed_experts"] = experts;
+                c["moe_intermediate_size"] = 6;
+                c["intermediate_size"] = 10;
+                c["n_shared_experts"] = 1;
+                c["first_k_dense_replace"] = 1;
+                c["n_group"] = 2;
+                c["topk_group"] = 1;
+                c["routed_scaling_factor"] = 2.5;
+                c["head_dim"] = 4;
+                c["partial_rotary_factor"] = 0.5;
+                c["rope_theta"] = 100.0;
+                c["num_nextn_predict_layers"] = 0;
+                break;
             default:
                 throw new ArgumentException($"unknown tiny model kind '{kind}'");
         }
@@ -181,13 +197,13 @@ internal sealed class TinyModel : IDisposable
                 src.Set(p + "self_attn.k_proj.weight", Randn(rng, 0.5, kv * headDim, h));
                 src.Set(p + "self_attn.v_proj.weight", Randn(rng, 0.5, kv * headDim, h));
                 src.Set(p + "self_attn.o_proj.weight", Randn(rng, 0.5, h, heads * headDim));
-                if (Kind == "qwen2_moe")
+                if (Kind is "qwen2_moe" or "glm4_moe")
                 {
                     src.Set(p + "self_attn.q_proj.bias", Randn(rng, 0.2, heads * headDim));
                     src.Set(p + "self_attn.k_proj.bias", Randn(rng, 0.2, kv * headDim));
                     src.Set(p + "self_attn.v_proj.bias", Randn(rng, 0.2, kv * headDim));
                 }
-                if (Kind == "qwen3_moe")
+                if (Kind is "qwen3_moe" or "glm4_moe")
                 {
                     src.Set(p + "self_attn.q_norm.weight", Norm(rng, headDim));
                     src.Set(p + "self_attn.k_norm.weight", Norm(rng, headDim));

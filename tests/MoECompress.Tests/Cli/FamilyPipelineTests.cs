@@ -1,0 +1,96 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using MoECompress.Formats.Families;
+using MoECompress.Tests.Calibration;
+using MoECompress.Tests.Quantization;
+
+namespace MoECompress.Tests.Cli;
+
+/// <summary>
+/// The whole command-line path on a synthesized checkpoint of each newer family: synthesize → calibrate → prune 25%
+/// (REAP) → quantize 4-bit GPTQ → eval against the pruned model. The pruned checkpoint must keep the family's
+/// loadability rules: one expert count everywhere, every MoE layer's (MTP included) router rows, correction bias and
+/// experts cut to it.
+/// </summary>
+public sealed class FamilyPipelineTests
+{
+    private static string[] Calibration => ["--data", QuantizeTestData.TokenData, "--samples", "4", "--seq-len", "32"];
+
+    [Theory]
+    [InlineData("glm4.5-moe", "gptq")]
+    public void SynthesizeCalibratePruneQuantizeEval(string preset, string format)
+    {
+        var model = TinyCalibrationModel.NewPath(preset);
+        Run("synthesize", preset, model);
+        WriteWordTokenizer(model);
+        using (var original = ModelCheckpoint.Open(model)) Assert.Equal(16, original.MoE.NumExperts);
+
+        var profile = TinyCalibrationModel.NewPath(preset + "-profile");
+        Run(["calibrate", model, "--out", profile, .. Calibration]);
+
+        var pruned = TinyCalibrationModel.NewPath(preset + "-pruned");
+        Run("prune", model, pruned, "--ratio", "0.25", "--method", "reap", "--profile", profile);
+        AssertCutEverywhere(pruned, 12);
+
+        var quantized = TinyCalibrationModel.NewPath(preset + "-gptq");
+        Run(["quantize", pruned, quantized, "--bits", "4", "--method", "gptq", "--group-size", "32", "--format", format, .. Calibration]);
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(quantized, "config.json")))!;
+        if (format == "gptq") Assert.Equal("gptq", (string?)config["quantization_config"]?["quant_method"]);
+
+        var eval = Run("eval", quantized, "--base", pruned, "--data", QuantizeTestData.TokenData, "--context", "32", "--json");
+        var results = JsonNode.Parse(eval)!["results"]!;
+        var perplexity = (double)results["perplexity"]!;
+        Assert.True(double.IsFinite(perplexity) && perplexity > 1, $"perplexity {perplexity}");
+    }
+
+    /// <summary>Every MoE layer, MTP layers included, has exactly <paramref name="experts"/> routed experts, router rows and bias entries.</summary>
+    internal static void AssertCutEverywhere(string dir, int experts)
+    {
+        using var checkpoint = ModelCheckpoint.Open(dir);
+        var moe = checkpoint.MoE;
+        Assert.Equal(experts, moe.NumExperts);
+        foreach (var key in moe.ExpertCountKeys)
+            Assert.Equal(experts, (int)ConfigKeys.Get(checkpoint.Config, key)!);
+        var family = checkpoint.Family;
+        var layers = moe.MoELayerIndices(includeMtp: true).ToList();
+        Assert.Contains(layers, moe.IsMtpLayer);
+        foreach (var layer in layers)
+        {
+            Assert.Equal(experts, checkpoint.Tensors.GetInfo(family.RouterWeightName(layer, moe)).Shape[0]);
+            foreach (var bias in new[] { family.RouterBiasName(layer, moe), family.CorrectionBiasName(layer, moe) })
+                if (bias is not null && checkpoint.Tensors.Contains(bias))
+                    Assert.Equal(experts, checkpoint.Tensors.GetInfo(bias).Shape[0]);
+        }
+        foreach (var name in checkpoint.Tensors.Names)
+        {
+            var role = checkpoint.Classify(name);
+            if (role.Role != TensorRole.RoutedExpert) continue;
+            if (role.Expert is { } e) Assert.True(e < experts, $"{name} survived the cut");
+            else Assert.Equal(experts, checkpoint.Tensors.GetInfo(name).Shape[0]);
+        }
+    }
+
+    private static string Run(params string[] args)
+    {
+        var r = CliRunner.Run(args);
+        Assert.True(r.ExitCode == 0, $"{string.Join(' ', args)} exited {r.ExitCode}: {r.Stderr}");
+        return r.Stdout;
+    }
+
+    /// <summary>
+    /// A Hugging Face WordLevel tokenizer.json with exactly 256 ids (the synthetic vocabulary), so `eval` accepts it;
+    /// the test data is pre-tokenized, so the words themselves never matter.
+    /// </summary>
+    internal static void WriteWordTokenizer(string dir)
+    {
+        var vocab = new JsonObject { ["<unk>"] = 0, ["<s>"] = 1, ["</s>"] = 2 };
+        for (int i = 3; i < 256; i++) vocab[$"w{i}"] = i;
+        var tokenizer = new JsonObject
+        {
+            ["version"] = "1.0", ["truncation"] = null, ["padding"] = null, ["added_tokens"] = new JsonArray(),
+            ["normalizer"] = null, ["pre_tokenizer"] = new JsonObject { ["type"] = "Whitespace" }, ["post_processor"] = null,
+            ["decoder"] = null, ["model"] = new JsonObject { ["type"] = "WordLevel", ["vocab"] = vocab, ["unk_token"] = "<unk>" },
+        };
+        File.WriteAllText(Path.Combine(dir, "tokenizer.json"), tokenizer.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+    }
+}
