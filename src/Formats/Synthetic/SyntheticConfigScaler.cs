@@ -80,7 +80,7 @@ public static class SyntheticConfigScaler
         SetIfPresent(section, "qk_nope_head_dim", 8);
         SetIfPresent(section, "qk_rope_head_dim", 8);
         SetIfPresent(section, "v_head_dim", 8);
-        if (root["quantization_config"] is JsonObject q && q["quant_method"]?.GetValue<string>() == "fp8") root.Remove("quantization_config");
+        if (!preset.Fp8Weights && root["quantization_config"] is JsonObject q && q["quant_method"]?.GetValue<string>() == "fp8") root.Remove("quantization_config");
 
         // Qwen3.5 Gated DeltaNet heads.
         SetIfPresent(section, "linear_num_key_heads", 2);

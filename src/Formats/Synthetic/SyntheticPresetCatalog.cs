@@ -9,6 +9,8 @@ public static class SyntheticPresetCatalog
             Description = "Mixtral-8x7B layout: 8 experts top-2, w1/w2/w3 per expert" },
         new() { Name = "deepseek-v3", Family = "deepseek-v3", ReferenceModel = "DeepSeek-R1", KvHeads = 4, Layers = 4, Experts = 16, TopK = 4, Groups = 4, TopKGroups = 2,
             FirstDenseLayers = 1, Description = "DeepSeek-R1/V3 layout: MLA, 1 dense layer, 16 experts in 4 groups, shared expert, sigmoid + correction bias, 1 MTP layer" },
+        new() { Name = "kimi-k2", Family = "deepseek-v3", ReferenceModel = "Kimi-K2", KvHeads = 4, Layers = 3, Experts = 16, TopK = 4, FirstDenseLayers = 1,
+            Fp8Weights = true, Description = "Kimi K2 layout: DeepSeek-V3 architecture (model_type kimi_k2), MLA, 1 dense layer, 16 experts, shared expert, FP8 E4M3 weights with 128x128 weight_scale_inv" },
         new() { Name = "glm4.5-moe", Family = "glm4-moe", ReferenceModel = "GLM-4.5", Layers = 4, Experts = 16, TopK = 4, FirstDenseLayers = 1,
             Description = "GLM-4.5/4.6 layout: 1 dense layer, 16 experts, shared expert, sigmoid + correction bias, q/k/v biases, q/k norms, partial rotary, 1 MTP layer" },
         new() { Name = "deepseek-v2-lite", Family = "deepseek-v2", ReferenceModel = "DeepSeek-V2-Lite", KvHeads = 4, Layers = 3, Experts = 16, TopK = 4, FirstDenseLayers = 1,

@@ -53,7 +53,14 @@ public static class SyntheticTensorPlanner
 
         private void Linear(string name, long outDim, long inDim, bool bias = false)
         {
-            Add(name + ".weight", [outDim, inDim]);
+            // FP8 releases quantize the decoder layers' linear weights, never the router (mlp.gate).
+            if (preset.Fp8Weights && name.Contains(".layers.", StringComparison.Ordinal) && !name.EndsWith(".mlp.gate", StringComparison.Ordinal))
+            {
+                Add(name + ".weight", [outDim, inDim], SyntheticInit.Fp8Codes, SafetensorsDType.F8_E4M3);
+                Add(name + ".weight_scale_inv", [(outDim + 127) / 128, (inDim + 127) / 128], SyntheticInit.Fp8BlockScale, SafetensorsDType.F32);
+            }
+            else
+                Add(name + ".weight", [outDim, inDim]);
             if (bias) Add(name + ".bias", [outDim]);
         }
 

@@ -18,6 +18,7 @@ public sealed class FamilyPipelineTests
 
     [Theory]
     [InlineData("glm4.5-moe", "gptq")]
+    [InlineData("kimi-k2", "gptq")]
     public void SynthesizeCalibratePruneQuantizeEval(string preset, string format)
     {
         var model = TinyCalibrationModel.NewPath(preset);
@@ -32,8 +33,18 @@ public sealed class FamilyPipelineTests
         Run("prune", model, pruned, "--ratio", "0.25", "--method", "reap", "--profile", profile);
         AssertCutEverywhere(pruned, 12);
 
+        // FP8 releases (Kimi K2): prune leaves every FP8 weight and its scales as they were; quantize reads plain
+        // weights, so the pruned model is dequantized first.
+        var plain = pruned;
+        if (QuantMethodOf(pruned) == "fp8")
+        {
+            AssertFp8Kept(model, pruned);
+            plain = TinyCalibrationModel.NewPath(preset + "-bf16");
+            Run("dequantize", pruned, plain);
+        }
+
         var quantized = TinyCalibrationModel.NewPath(preset + "-gptq");
-        Run(["quantize", pruned, quantized, "--bits", "4", "--method", "gptq", "--group-size", "32", "--format", format, .. Calibration]);
+        Run(["quantize", plain, quantized, "--bits", "4", "--method", "gptq", "--group-size", "32", "--format", format, .. Calibration]);
         var config = JsonNode.Parse(File.ReadAllText(Path.Combine(quantized, "config.json")))!;
         if (format == "gptq") Assert.Equal("gptq", (string?)config["quantization_config"]?["quant_method"]);
 
@@ -41,6 +52,29 @@ public sealed class FamilyPipelineTests
         var results = JsonNode.Parse(eval)!["results"]!;
         var perplexity = (double)results["perplexity"]!;
         Assert.True(double.IsFinite(perplexity) && perplexity > 1, $"perplexity {perplexity}");
+    }
+
+    private static string? QuantMethodOf(string dir) =>
+        (string?)JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "config.json")))!["quantization_config"]?["quant_method"];
+
+    /// <summary>Every tensor the prune kept is stored as in the input (FP8 codes and scales byte for byte, except cut experts' renumbering).</summary>
+    private static void AssertFp8Kept(string input, string pruned)
+    {
+        using var a = ModelCheckpoint.Open(input);
+        using var b = ModelCheckpoint.Open(pruned);
+        Assert.Equal("fp8", QuantMethodOf(pruned));
+        int fp8 = 0;
+        foreach (var name in b.Tensors.Names)
+        {
+            var info = b.Tensors.GetInfo(name);
+            if (info.DType != Formats.Safetensors.SafetensorsDType.F8_E4M3) continue;
+            fp8++;
+            Assert.True(b.Tensors.Contains(name + "_scale_inv"), $"{name} lost its weight_scale_inv");
+            var role = b.Classify(name);
+            if (role.Role is TensorRole.Attention or TensorRole.SharedExpert or TensorRole.DenseMlp)
+                Assert.True(a.Tensors.GetBytes(name).SequenceEqual(b.Tensors.GetBytes(name)), $"{name} changed");
+        }
+        Assert.True(fp8 > 0, "no FP8 tensor left in the pruned checkpoint");
     }
 
     /// <summary>Every MoE layer, MTP layers included, has exactly <paramref name="experts"/> routed experts, router rows and bias entries.</summary>
@@ -53,7 +87,7 @@ public sealed class FamilyPipelineTests
             Assert.Equal(experts, (int)ConfigKeys.Get(checkpoint.Config, key)!);
         var family = checkpoint.Family;
         var layers = moe.MoELayerIndices(includeMtp: true).ToList();
-        Assert.Contains(layers, moe.IsMtpLayer);
+        if (moe.NumMtpLayers > 0) Assert.Contains(layers, moe.IsMtpLayer);
         foreach (var layer in layers)
         {
             Assert.Equal(experts, checkpoint.Tensors.GetInfo(family.RouterWeightName(layer, moe)).Shape[0]);
