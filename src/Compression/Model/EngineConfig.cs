@@ -26,6 +26,13 @@ public sealed record EngineConfig
     public required double RmsNormEps { get; init; }
     /// <summary>Activation of the gated MLPs (silu, gelu, gelu_pytorch_tanh, relu).</summary>
     public required string HiddenAct { get; init; }
+    /// <summary>
+    /// Activation of the routed experts when it differs from <see cref="HiddenAct"/>: GPT-OSS's clamped SwiGLU
+    /// (<see cref="GatedMlp.GptOssSwiglu"/>). Null: the experts use <see cref="HiddenAct"/>.
+    /// </summary>
+    public string? RoutedExpertActivation { get; init; }
+    /// <summary>The activation routed experts run with.</summary>
+    public string ExpertActivation => RoutedExpertActivation ?? HiddenAct;
     /// <summary>Intermediate size of dense (non-MoE) MLP layers.</summary>
     public required int DenseIntermediateSize { get; init; }
 
@@ -58,7 +65,7 @@ public sealed record EngineConfig
 
     /// <summary>Model types whose forward pass the engine implements.</summary>
     public static IReadOnlyList<string> SupportedModelTypes { get; } =
-        new[] { "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek", "deepseek_v2", "deepseek_v3", "kimi_k2", "glm4_moe" };
+        new[] { "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek", "deepseek_v2", "deepseek_v3", "kimi_k2", "glm4_moe", "gpt_oss" };
 
     /// <summary>Model types that run the forward pass of another one: Kimi K2 is the DeepSeek-V3 architecture.</summary>
     private static readonly Dictionary<string, string> SameArchitectureAs = new()
@@ -76,6 +83,7 @@ public sealed record EngineConfig
         ["DeepseekV2ForCausalLM"] = "deepseek_v2",
         ["DeepseekV3ForCausalLM"] = "deepseek_v3",
         ["Glm4MoeForCausalLM"] = "glm4_moe",
+        ["GptOssForCausalLM"] = "gpt_oss",
     };
 
     /// <summary>
@@ -181,6 +189,16 @@ public sealed record EngineConfig
             }
         }
 
+        string? expertAct = null;
+        if (modelType == "gpt_oss")
+        {
+            // transformers hard-codes alpha 1.702; the limit is swiglu_limit (7.0 in every release).
+            var limit = c.Double("swiglu_limit") ?? GatedMlp.GptOssSwigluLimit;
+            if (limit != GatedMlp.GptOssSwigluLimit)
+                throw c.Invalid("swiglu_limit", $"{limit} is not supported by the forward engine (only {GatedMlp.GptOssSwigluLimit})");
+            expertAct = GatedMlp.GptOssSwiglu;
+        }
+
         var denseInter = moe.DenseIntermediateSize > 0 ? moe.DenseIntermediateSize : c.Int("intermediate_size") ?? 0;
         var router = BuildRouter(c, modelType, moe);
 
@@ -202,6 +220,7 @@ public sealed record EngineConfig
             HeadDim = headDim,
             RmsNormEps = eps,
             HiddenAct = act,
+            RoutedExpertActivation = expertAct,
             DenseIntermediateSize = denseInter,
             RopeTheta = theta,
             RopeScaling = scaling,

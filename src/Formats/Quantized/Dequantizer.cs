@@ -12,7 +12,8 @@ namespace MoECompress.Formats.Quantized;
 /// Turns a quantized checkpoint (gptq or compressed-tensors pack-quantized, or a block-FP8 release such as DeepSeek-V3
 /// and Kimi K2) back into a plain one: every packed Linear module becomes a dense <c>prefix.weight</c> Ŵ = s·(q − z),
 /// every F8 weight with a <c>weight_scale_inv</c> companion becomes w·scale_inv (the companion is left out), both in
-/// the chosen dtype; every other tensor is copied
+/// the chosen dtype, and MXFP4 <c>*_blocks</c>/<c>*_scales</c> pairs (GPT-OSS) become the dense [E, in, out] tensor of
+/// the dequantized releases; every other tensor is copied
 /// unchanged, config.json loses its quantization_config (and AutoGPTQ's quantize_config.json is left out), and the
 /// other files are copied. Written through <see cref="CheckpointWriter"/> (temporary folder, then an atomic rename).
 /// </summary>
@@ -21,6 +22,24 @@ public static class Dequantizer
     /// <summary>quant_method of DeepSeek-V3 / Kimi K2 releases: F8_E4M3 weights with F32 <c>weight_scale_inv</c> blocks.</summary>
     public const string Fp8Method = "fp8";
     private const string Fp8ScaleSuffix = "_scale_inv";
+
+    /// <summary>quant_method of the GPT-OSS releases: expert weights as U8 <c>*_blocks</c> [E, out, in/32, 16] and <c>*_scales</c> [E, out, in/32].</summary>
+    public const string Mxfp4Method = "mxfp4";
+    private const string Mxfp4BlocksSuffix = "_blocks";
+    private const string Mxfp4ScalesSuffix = "_scales";
+
+    /// <summary>
+    /// All experts of an MXFP4 tensor in the layout of GPT-OSS's dequantized releases: [E, in, out] (transposed), each
+    /// expert decoded to [out, in] by <see cref="ExpertWeights"/>.
+    /// </summary>
+    private static torch.Tensor DecodeMxfp4(ITensorSource source, string blocks, string scales, long experts)
+    {
+        using var scope = torch.NewDisposeScope();
+        var slabs = new torch.Tensor[experts];
+        for (int e = 0; e < experts; e++)
+            slabs[e] = ExpertWeights.Load(source, new ExpertTensorRef(blocks, ExpertLayout.FusedMxfp4, e, ScalesName: scales)).t();
+        return torch.stack(slabs).contiguous().MoveToOuterDisposeScope();
+    }
 
     /// <summary>The FP8 decoder reads 128×128 blocks (every DeepSeek-V3 / Kimi K2 release); other sizes are refused by name.</summary>
     private static void CheckFp8BlockSize(JsonObject config, string configPath)
@@ -52,10 +71,10 @@ public static class Dequantizer
         string configPath = Path.Combine(input, ModelCheckpoint.ConfigFileName);
         var config = ConfigReader.LoadFile(configPath);
         string? method = QuantizedTensorSource.QuantMethodOf(config);
-        if (method is not (GptqQuantizationConfig.Method or CompressedTensorsQuantizationConfig.Method or Fp8Method))
+        if (method is not (GptqQuantizationConfig.Method or CompressedTensorsQuantizationConfig.Method or Fp8Method or Mxfp4Method))
             throw new MoeCompressException(ErrorKind.Usage,
                 $"{configPath}: not a quantized checkpoint this command reads (quantization_config.quant_method is '{method ?? "absent"}'); " +
-                "dequantize reads gptq, compressed-tensors and block-FP8 (fp8) checkpoints");
+                "dequantize reads gptq, compressed-tensors, block-FP8 (fp8) and MXFP4 (mxfp4) checkpoints");
 
         using var inner = SafetensorsCheckpoint.Open(input);
         // Every tensor the output holds, and for the decoded ones how to make the dense weight.
@@ -73,6 +92,23 @@ public static class Dequantizer
                 {
                     decoded[name] = dtype => ExpertWeights.Load(inner, new ExpertTensorRef(name, ExpertLayout.PerExpert)).to(dtype);
                     plan.Add(new TensorSpec(name, options.DType, info.Shape));
+                }
+                else
+                    plan.Add(TensorSpec.From(info));
+            }
+        }
+        else if (method == Mxfp4Method)
+        {
+            foreach (var name in inner.Names)
+            {
+                if (name.EndsWith(Mxfp4ScalesSuffix, StringComparison.Ordinal)
+                    && inner.Contains(name[..^Mxfp4ScalesSuffix.Length] + Mxfp4BlocksSuffix)) continue;
+                var info = inner.GetInfo(name);
+                var stem = name.EndsWith(Mxfp4BlocksSuffix, StringComparison.Ordinal) ? name[..^Mxfp4BlocksSuffix.Length] : null;
+                if (stem is not null && inner.Contains(stem + Mxfp4ScalesSuffix) && info.Shape is [var experts, var rows, var groups, 16])
+                {
+                    decoded[stem] = dtype => DecodeMxfp4(inner, name, stem + Mxfp4ScalesSuffix, experts).to(dtype);
+                    plan.Add(new TensorSpec(stem, options.DType, [experts, groups * 32, rows]));
                 }
                 else
                     plan.Add(TensorSpec.From(info));

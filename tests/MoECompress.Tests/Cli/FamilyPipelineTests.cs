@@ -19,26 +19,30 @@ public sealed class FamilyPipelineTests
     [Theory]
     [InlineData("glm4.5-moe", "gptq")]
     [InlineData("kimi-k2", "gptq")]
+    [InlineData("gpt-oss", "dequantized")]
     public void SynthesizeCalibratePruneQuantizeEval(string preset, string format)
     {
         var model = TinyCalibrationModel.NewPath(preset);
         Run("synthesize", preset, model);
         WriteWordTokenizer(model);
-        using (var original = ModelCheckpoint.Open(model)) Assert.Equal(16, original.MoE.NumExperts);
+        int experts;
+        using (var original = ModelCheckpoint.Open(model)) experts = original.MoE.NumExperts;
 
         var profile = TinyCalibrationModel.NewPath(preset + "-profile");
         Run(["calibrate", model, "--out", profile, .. Calibration]);
 
         var pruned = TinyCalibrationModel.NewPath(preset + "-pruned");
         Run("prune", model, pruned, "--ratio", "0.25", "--method", "reap", "--profile", profile);
-        AssertCutEverywhere(pruned, 12);
+        AssertCutEverywhere(pruned, experts - experts / 4);
 
-        // FP8 releases (Kimi K2): prune leaves every FP8 weight and its scales as they were; quantize reads plain
-        // weights, so the pruned model is dequantized first.
+        // FP8 (Kimi K2) and MXFP4 (GPT-OSS) releases: prune leaves the stored codes and scales as they were; quantize
+        // reads plain weights, so the pruned model is dequantized first.
         var plain = pruned;
-        if (QuantMethodOf(pruned) == "fp8")
+        var method = QuantMethodOf(pruned);
+        if (method is "fp8" or "mxfp4")
         {
-            AssertFp8Kept(model, pruned);
+            if (method == "fp8") AssertFp8Kept(model, pruned);
+            else AssertMxfp4Kept(model, pruned);
             plain = TinyCalibrationModel.NewPath(preset + "-bf16");
             Run("dequantize", pruned, plain);
         }
@@ -48,7 +52,7 @@ public sealed class FamilyPipelineTests
         var config = JsonNode.Parse(File.ReadAllText(Path.Combine(quantized, "config.json")))!;
         if (format == "gptq") Assert.Equal("gptq", (string?)config["quantization_config"]?["quant_method"]);
 
-        var eval = Run("eval", quantized, "--base", pruned, "--data", QuantizeTestData.TokenData, "--context", "32", "--json");
+        var eval = Run("eval", quantized, "--base", pruned, "--data", QuantizeTestData.TokenData, "--context", "32", "--max-tokens", "96", "--json");
         var results = JsonNode.Parse(eval)!["results"]!;
         var perplexity = (double)results["perplexity"]!;
         Assert.True(double.IsFinite(perplexity) && perplexity > 1, $"perplexity {perplexity}");
@@ -75,6 +79,31 @@ public sealed class FamilyPipelineTests
                 Assert.True(a.Tensors.GetBytes(name).SequenceEqual(b.Tensors.GetBytes(name)), $"{name} changed");
         }
         Assert.True(fp8 > 0, "no FP8 tensor left in the pruned checkpoint");
+    }
+
+    /// <summary>The pruned experts are still MXFP4, each one's blocks and scales byte for byte those of an input expert of its layer.</summary>
+    private static void AssertMxfp4Kept(string input, string pruned)
+    {
+        using var a = ModelCheckpoint.Open(input);
+        using var b = ModelCheckpoint.Open(pruned);
+        Assert.True(b.MoE.Mxfp4Experts);
+        int slabs = 0;
+        foreach (var name in b.Tensors.Names.Where(n => n.EndsWith("_blocks", StringComparison.Ordinal) || n.EndsWith("_scales", StringComparison.Ordinal)))
+        {
+            var before = a.Tensors.GetInfo(name);
+            var after = b.Tensors.GetInfo(name);
+            Assert.Equal(Formats.Safetensors.SafetensorsDType.U8, after.DType);
+            int slab = (int)(after.ByteLength / after.Shape[0]);
+            var original = a.Tensors.GetBytes(name).ToArray();
+            var originals = Enumerable.Range(0, (int)before.Shape[0]).Select(e => original.AsSpan(e * slab, slab).ToArray()).ToList();
+            for (int e = 0; e < after.Shape[0]; e++)
+            {
+                var kept = b.Tensors.GetBytes(name).Slice(e * slab, slab).ToArray();
+                Assert.True(originals.Any(o => o.SequenceEqual(kept)), $"{name} expert {e} is not an input expert's bytes");
+                slabs++;
+            }
+        }
+        Assert.True(slabs > 0, "no MXFP4 tensor in the pruned checkpoint");
     }
 
     /// <summary>Every MoE layer, MTP layers included, has exactly <paramref name="experts"/> routed experts, router rows and bias entries.</summary>

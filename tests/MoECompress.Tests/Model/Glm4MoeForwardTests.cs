@@ -24,7 +24,7 @@ public sealed class Glm4MoeForwardTests
         using var scope = NewDisposeScope();
         var actual = Reference.Matrix(resident.Forward(tokens));
         var expected = ReferenceLogits(model, tokens);
-        AssertRelativelyClose(expected, actual, 1e-5);
+        Reference.AssertRelativelyClose(expected, actual, 1e-5);
     }
 
     [Fact]
@@ -42,26 +42,7 @@ public sealed class Glm4MoeForwardTests
         using var scope = NewDisposeScope();
         var actual = Reference.Matrix(resident.Forward(tokens, observer));
         Assert.Equal(tokens.Length, chosen.Count(e => e == 5));
-        AssertRelativelyClose(ReferenceLogits(model, tokens), actual, 1e-5);
-    }
-
-    internal static void AssertRelativelyClose(double[,] expected, double[,] actual, double tolerance)
-    {
-        Assert.Equal(expected.GetLength(0), actual.GetLength(0));
-        Assert.Equal(expected.GetLength(1), actual.GetLength(1));
-        double diff = 0, norm = 0, worst = 0, scale = 0;
-        for (int i = 0; i < expected.GetLength(0); i++)
-            for (int j = 0; j < expected.GetLength(1); j++)
-            {
-                double d = actual[i, j] - expected[i, j];
-                diff += d * d;
-                norm += expected[i, j] * expected[i, j];
-                worst = Math.Max(worst, Math.Abs(d));
-                scale = Math.Max(scale, Math.Abs(expected[i, j]));
-            }
-        double relative = Math.Sqrt(diff / norm);
-        Assert.True(relative <= tolerance && worst <= tolerance * scale,
-            $"relative error {relative:E2} (worst element {worst:E2} of max |logit| {scale:E2}), tolerance {tolerance:E0}");
+        Reference.AssertRelativelyClose(ReferenceLogits(model, tokens), actual, 1e-5);
     }
 
     /// <summary>Logits [L, V] of the GLM-4.5 model in <paramref name="model"/>'s tensors, computed without the engine.</summary>
@@ -127,14 +108,6 @@ public sealed class Glm4MoeForwardTests
                 x[t] = Reference.Add(x[t], mlp);
             }
         }
-        var finalNorm = Vec("model.norm.weight");
-        var head = M("lm_head.weight");
-        var logits = new double[x.Length, head.GetLength(0)];
-        for (int t = 0; t < x.Length; t++)
-        {
-            var row = Reference.MatVec(head, Reference.RmsNorm(x[t], finalNorm, eps));
-            for (int v = 0; v < row.Length; v++) logits[t, v] = row[v];
-        }
-        return logits;
+        return Reference.HeadLogits(x, Vec("model.norm.weight"), M("lm_head.weight"), eps);
     }
 }

@@ -38,7 +38,7 @@ public sealed class KimiK2ForwardTests
         }
         var fromFp8 = Logits(fp8Dir);
         var fromPlain = Logits(plainDir);
-        Glm4MoeForwardTests.AssertRelativelyClose(fromPlain, fromFp8, 1e-5);
+        Reference.AssertRelativelyClose(fromPlain, fromFp8, 1e-5);
     }
 
     /// <summary>
