@@ -10,12 +10,12 @@ internal static class DequantizeCommand
 {
     public static Command Create(TextWriter stdout, TextWriter stderr)
     {
-        var input = new Argument<string>("in") { Description = "Packed checkpoint (gptq or compressed-tensors pack-quantized)" };
+        var input = new Argument<string>("in") { Description = "Quantized checkpoint (gptq, compressed-tensors pack-quantized, block-FP8 such as DeepSeek-V3 / Kimi K2, or MXFP4 such as GPT-OSS)" };
         var output = new Argument<string>("out") { Description = "Folder of the dequantized checkpoint" };
         var dtype = new Option<string>("--dtype") { Description = "bf16, f16 or f32", DefaultValueFactory = _ => "bf16" };
         var overwrite = new Option<bool>("--overwrite") { Description = "Replace the output folder if it exists" };
         var json = new Option<bool>("--json") { Description = "Print the result as JSON" };
-        var command = new Command("dequantize", "Turn a packed quantized checkpoint back into plain bf16 weights") { input, output, dtype, overwrite, json };
+        var command = new Command("dequantize", "Turn a quantized checkpoint (packed, FP8 or MXFP4) back into plain bf16 weights") { input, output, dtype, overwrite, json };
         command.SetAction(async (parse, ct) =>
         {
             var type = parse.GetValue(dtype)!.ToLowerInvariant() switch

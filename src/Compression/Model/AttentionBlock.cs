@@ -46,5 +46,26 @@ public abstract class AttentionBlock : IDisposable
         return result.MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// <see cref="Attend"/> with GPT-OSS attention sinks [h]: each head's softmax over the visible keys gets one extra
+    /// logit, the sink, whose probability is dropped (it attends to nothing), so the weights sum to less than one.
+    /// </summary>
+    public static Tensor AttendWithSinks(Tensor q, Tensor k, Tensor v, double scale, int? slidingWindow, Tensor sinks)
+    {
+        using var scope = NewDisposeScope();
+        var b = q.shape[0];
+        var heads = q.shape[1];
+        var length = q.shape[^2];
+        var logits = matmul(q, k.transpose(-2, -1)) * scale;
+        var i = arange(length, device: q.device).unsqueeze(1);
+        var j = arange(length, device: q.device).unsqueeze(0);
+        var visible = j.le(i);
+        if (slidingWindow is { } w) visible = visible.logical_and((i - j).lt(w));
+        logits = logits.masked_fill(visible.logical_not(), double.NegativeInfinity);
+        var sink = sinks.to(logits.dtype).view(1, heads, 1, 1).expand(b, heads, length, 1);
+        var probabilities = cat(new[] { logits, sink }, -1).softmax(-1).narrow(-1, 0, length);
+        return matmul(probabilities, v).MoveToOuterDisposeScope();
+    }
+
     public abstract void Dispose();
 }

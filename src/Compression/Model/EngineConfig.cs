@@ -26,6 +26,13 @@ public sealed record EngineConfig
     public required double RmsNormEps { get; init; }
     /// <summary>Activation of the gated MLPs (silu, gelu, gelu_pytorch_tanh, relu).</summary>
     public required string HiddenAct { get; init; }
+    /// <summary>
+    /// Activation of the routed experts when it differs from <see cref="HiddenAct"/>: GPT-OSS's clamped SwiGLU
+    /// (<see cref="GatedMlp.GptOssSwiglu"/>). Null: the experts use <see cref="HiddenAct"/>.
+    /// </summary>
+    public string? RoutedExpertActivation { get; init; }
+    /// <summary>The activation routed experts run with.</summary>
+    public string ExpertActivation => RoutedExpertActivation ?? HiddenAct;
     /// <summary>Intermediate size of dense (non-MoE) MLP layers.</summary>
     public required int DenseIntermediateSize { get; init; }
 
@@ -58,7 +65,13 @@ public sealed record EngineConfig
 
     /// <summary>Model types whose forward pass the engine implements.</summary>
     public static IReadOnlyList<string> SupportedModelTypes { get; } =
-        new[] { "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek", "deepseek_v2", "deepseek_v3" };
+        new[] { "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek", "deepseek_v2", "deepseek_v3", "kimi_k2", "glm4_moe", "gpt_oss" };
+
+    /// <summary>Model types that run the forward pass of another one: Kimi K2 is the DeepSeek-V3 architecture.</summary>
+    private static readonly Dictionary<string, string> SameArchitectureAs = new()
+    {
+        ["kimi_k2"] = "deepseek_v3",
+    };
 
     private static readonly Dictionary<string, string> ArchitectureToModelType = new()
     {
@@ -69,6 +82,8 @@ public sealed record EngineConfig
         ["DeepseekForCausalLM"] = "deepseek",
         ["DeepseekV2ForCausalLM"] = "deepseek_v2",
         ["DeepseekV3ForCausalLM"] = "deepseek_v3",
+        ["Glm4MoeForCausalLM"] = "glm4_moe",
+        ["GptOssForCausalLM"] = "gpt_oss",
     };
 
     /// <summary>
@@ -97,6 +112,7 @@ public sealed record EngineConfig
         var modelType = DetectModelType(config);
         if (modelType is null || !SupportedModelTypes.Contains(modelType))
             throw ModelEngine.NotSupported(moe.Family, modelType);
+        modelType = SameArchitectureAs.GetValueOrDefault(modelType, modelType);
 
         var c = new EngineConfigReader(config, configPath);
         var hidden = moe.HiddenSize;
@@ -111,9 +127,13 @@ public sealed record EngineConfig
         var act = c.String("hidden_act") ?? c.String("hidden_activation") ?? "silu";
         if (!GatedMlp.SupportedActivations.Contains(act))
             throw c.Invalid("hidden_act", $"'{act}' is not supported (supported: {string.Join(", ", GatedMlp.SupportedActivations)})");
-        var partial = c.Double("partial_rotary_factor");
-        if (partial is { } pr && pr != 1.0)
-            throw c.Invalid("partial_rotary_factor", $"{pr} is not supported by the forward engine (only 1.0)");
+        // GLM-4.5: only the first head_dim·partial_rotary_factor dimensions of each head are rotated (transformers 5
+        // keeps the factor inside rope_parameters).
+        var partial = c.Double("partial_rotary_factor")
+                      ?? (c.Node("rope_parameters") is JsonObject rpp ? new EngineConfigReader(rpp, configPath).Double("partial_rotary_factor") : null)
+                      ?? 1.0;
+        if (partial <= 0 || partial > 1)
+            throw c.Invalid("partial_rotary_factor", $"{partial} must be in (0, 1]");
 
         var scaling = RopeScaling.Parse(c);
         var theta = c.Double("rope_theta")
@@ -137,8 +157,9 @@ public sealed record EngineConfig
             if (mla.VHeadDim <= 0 || mla.QkNopeHeadDim < 0) throw c.Invalid("v_head_dim", "MLA head dimensions must be positive");
         }
 
-        var rotaryDim = mla?.QkRopeHeadDim ?? headDim;
-        if (rotaryDim % 2 != 0) throw c.Invalid("head_dim", $"rotary dimension {rotaryDim} must be even");
+        var rotaryDim = mla?.QkRopeHeadDim ?? (int)(headDim * partial);
+        if (rotaryDim <= 0 || rotaryDim % 2 != 0)
+            throw c.Invalid(partial == 1.0 ? "head_dim" : "partial_rotary_factor", $"rotary dimension {rotaryDim} must be a positive even number");
         var scale = 1.0 / Math.Sqrt(mla?.QkHeadDim ?? headDim);
         if (mla is not null && scaling.Type != RopeType.Default && scaling.MscaleAllDim is { } mAll && mAll != 0)
         {
@@ -168,6 +189,16 @@ public sealed record EngineConfig
             }
         }
 
+        string? expertAct = null;
+        if (modelType == "gpt_oss")
+        {
+            // transformers hard-codes alpha 1.702; the limit is swiglu_limit (7.0 in every release).
+            var limit = c.Double("swiglu_limit") ?? GatedMlp.GptOssSwigluLimit;
+            if (limit != GatedMlp.GptOssSwigluLimit)
+                throw c.Invalid("swiglu_limit", $"{limit} is not supported by the forward engine (only {GatedMlp.GptOssSwigluLimit})");
+            expertAct = GatedMlp.GptOssSwiglu;
+        }
+
         var denseInter = moe.DenseIntermediateSize > 0 ? moe.DenseIntermediateSize : c.Int("intermediate_size") ?? 0;
         var router = BuildRouter(c, modelType, moe);
 
@@ -189,6 +220,7 @@ public sealed record EngineConfig
             HeadDim = headDim,
             RmsNormEps = eps,
             HiddenAct = act,
+            RoutedExpertActivation = expertAct,
             DenseIntermediateSize = denseInter,
             RopeTheta = theta,
             RopeScaling = scaling,
@@ -207,7 +239,7 @@ public sealed record EngineConfig
 
     private static RouterSpec BuildRouter(EngineConfigReader c, string modelType, MoEConfig moe)
     {
-        var isDeepSeek = modelType is "deepseek" or "deepseek_v2" or "deepseek_v3";
+        var isDeepSeek = modelType is "deepseek" or "deepseek_v2" or "deepseek_v3" or "glm4_moe";
         RouterSpec spec;
         if (!isDeepSeek)
         {
@@ -223,7 +255,8 @@ public sealed record EngineConfig
         }
         else
         {
-            var method = c.String("topk_method") ?? (modelType == "deepseek_v3" ? "noaux_tc" : "greedy");
+            // GLM-4.5 has no topk_method key: transformers routes it exactly as DeepSeek-V3's noaux_tc.
+            var method = modelType == "glm4_moe" ? "noaux_tc" : c.String("topk_method") ?? (modelType == "deepseek_v3" ? "noaux_tc" : "greedy");
             var grouped = moe.NumGroups > 1;
             var selection = method switch
             {
@@ -232,9 +265,9 @@ public sealed record EngineConfig
                 "noaux_tc" => grouped ? RouterGroupSelection.SumOfTopTwoPerGroup : RouterGroupSelection.None,
                 _ => throw c.Invalid("topk_method", $"'{method}' is not supported (greedy, group_limited_greedy, noaux_tc)"),
             };
-            // DeepSeek normalises only for top_k > 1, with a 1e-20 guard. V3 (noaux_tc) always applies
-            // routed_scaling_factor; V2 applies it only when the weights are not normalised.
-            var normalize = moe.NormTopKProb && moe.TopK > 1;
+            // DeepSeek normalises only for top_k > 1 (GLM whenever norm_topk_prob), with a 1e-20 guard. V3 and GLM
+            // (noaux_tc) always apply routed_scaling_factor; V2 applies it only when the weights are not normalised.
+            var normalize = moe.NormTopKProb && (moe.TopK > 1 || modelType == "glm4_moe");
             var alwaysScale = method == "noaux_tc";
             spec = new RouterSpec
             {

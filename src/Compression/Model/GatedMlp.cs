@@ -15,6 +15,15 @@ public sealed class GatedMlp : IDisposable
     public static IReadOnlyList<string> SupportedActivations { get; } =
         new[] { "silu", "swish", "gelu", "gelu_pytorch_tanh", "gelu_new", "gelu_fast", "relu" };
 
+    /// <summary>
+    /// GPT-OSS experts: g = min(gate, limit), u = clamp(up, ±limit), h = (u + 1) · g · sigmoid(1.702 · g), with
+    /// limit <see cref="GptOssSwigluLimit"/>. Not a config hidden_act: the engine picks it for model_type gpt_oss.
+    /// </summary>
+    public const string GptOssSwiglu = "gpt_oss_swiglu";
+    /// <summary>The clamp of <see cref="GptOssSwiglu"/> (config swiglu_limit).</summary>
+    public const double GptOssSwigluLimit = 7.0;
+    private const double GptOssSwigluAlpha = 1.702;
+
     /// <param name="gate">gate_proj weight [I, H].</param>
     /// <param name="up">up_proj weight [I, H].</param>
     /// <param name="down">down_proj weight [H, I].</param>
@@ -27,7 +36,7 @@ public sealed class GatedMlp : IDisposable
         if (!gate.shape.SequenceEqual(up.shape) || down.shape[0] != gate.shape[1] || down.shape[1] != gate.shape[0])
             throw new ArgumentException(
                 $"gated MLP shapes disagree: gate [{string.Join(",", gate.shape)}], up [{string.Join(",", up.shape)}], down [{string.Join(",", down.shape)}]");
-        if (!SupportedActivations.Contains(activation))
+        if (!SupportedActivations.Contains(activation) && activation != GptOssSwiglu)
             throw new ArgumentException($"activation '{activation}' is not supported", nameof(activation));
         Gate = gate;
         Up = up;
@@ -69,6 +78,12 @@ public sealed class GatedMlp : IDisposable
     {
         var g = nn.functional.linear(x, As(Gate, x), AsOptional(GateBias, x));
         var u = nn.functional.linear(x, As(Up, x), AsOptional(UpBias, x));
+        if (Activation == GptOssSwiglu)
+        {
+            g = g.clamp_max(GptOssSwigluLimit);
+            u = u.clamp(-GptOssSwigluLimit, GptOssSwigluLimit);
+            return (u + 1) * (g * (g * GptOssSwigluAlpha).sigmoid());
+        }
         return Activate(g, Activation) * u;
     }
 

@@ -3,18 +3,22 @@ using static TorchSharp.torch;
 namespace MoECompress.Compression.Model;
 
 /// <summary>
-/// Grouped-query attention (Mixtral, Qwen-MoE, OLMoE, DeepSeek-V1): q/k/v/o projections with optional biases,
+/// Grouped-query attention (Mixtral, Qwen-MoE, OLMoE, DeepSeek-V1, GLM-4.5, GPT-OSS): q/k/v/o projections with optional biases,
 /// optional q/k RMSNorm — per head (Qwen3: norm weight of size head_dim, applied to each head) or over the whole
 /// projection (OLMoE: size heads·head_dim, applied before the head split) —, optional clamp (OLMoE clip_qkv),
-/// rotate-half RoPE, key/value heads repeated to the query heads (kv head j serves query heads j·r … j·r+r−1).
+/// rotate-half RoPE (on the first rotary dimensions of each head when they are fewer), key/value heads repeated to the
+/// query heads (kv head j serves query heads j·r … j·r+r−1), optional per-head attention sinks (GPT-OSS).
 /// </summary>
 public sealed class GroupedQueryAttention : AttentionBlock
 {
     public GroupedQueryAttention(int numHeads, int numKeyValueHeads, int headDim,
         LinearWeights q, LinearWeights k, LinearWeights v, LinearWeights o,
-        double scale, int? slidingWindow = null, RmsNorm? qNorm = null, RmsNorm? kNorm = null, double? clipQkv = null)
+        double scale, int? slidingWindow = null, RmsNorm? qNorm = null, RmsNorm? kNorm = null, double? clipQkv = null,
+        Tensor? sinks = null)
         : base(scale, slidingWindow)
     {
+        if (sinks is not null && (sinks.dim() != 1 || sinks.shape[0] != numHeads))
+            throw new ArgumentException($"attention sinks must be [{numHeads}], found [{string.Join(",", sinks.shape)}]");
         if (numHeads % numKeyValueHeads != 0) throw new ArgumentException("heads must be a multiple of key/value heads");
         if (q.OutFeatures != (long)numHeads * headDim || k.OutFeatures != (long)numKeyValueHeads * headDim ||
             v.OutFeatures != (long)numKeyValueHeads * headDim || o.InFeatures != (long)numHeads * headDim)
@@ -33,6 +37,7 @@ public sealed class GroupedQueryAttention : AttentionBlock
         QNorm = qNorm;
         KNorm = kNorm;
         ClipQkv = clipQkv;
+        Sinks = sinks;
     }
 
     public int NumHeads { get; }
@@ -45,6 +50,8 @@ public sealed class GroupedQueryAttention : AttentionBlock
     public RmsNorm? QNorm { get; }
     public RmsNorm? KNorm { get; }
     public double? ClipQkv { get; }
+    /// <summary>GPT-OSS per-head sink logits [heads]: an extra softmax entry per query that receives no value; null for none.</summary>
+    public Tensor? Sinks { get; }
 
     public override Tensor Forward(Tensor x, RotaryTables rope)
     {
@@ -76,7 +83,7 @@ public sealed class GroupedQueryAttention : AttentionBlock
             k = k.repeat_interleave(groups, 1);
             v = v.repeat_interleave(groups, 1);
         }
-        var attn = Attend(q, k, v, Scale, SlidingWindow);
+        var attn = Sinks is null ? Attend(q, k, v, Scale, SlidingWindow) : AttendWithSinks(q, k, v, Scale, SlidingWindow, Sinks);
         var merged = attn.transpose(1, 2).reshape(b, l, (long)NumHeads * HeadDim);
         return O.Forward(merged).MoveToOuterDisposeScope();
     }
@@ -89,5 +96,6 @@ public sealed class GroupedQueryAttention : AttentionBlock
         O.Dispose();
         QNorm?.Dispose();
         KNorm?.Dispose();
+        Sinks?.Dispose();
     }
 }

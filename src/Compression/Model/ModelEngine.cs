@@ -185,7 +185,8 @@ public sealed class ModelEngine
             kNorm = new RmsNorm(loader.Load(p + "k_norm.weight", what + " k_norm", size == d ? d : nkv * d), c.RmsNormEps);
         }
         var window = c.SlidingWindowLayers[layer] ? c.SlidingWindow : null;
-        return new GroupedQueryAttention(c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, q, k, v, o, c.AttentionScale, window, qNorm, kNorm, c.ClipQkv);
+        var sinks = loader.TryLoad(p + "sinks", what + " sinks", nq);
+        return new GroupedQueryAttention(c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, q, k, v, o, c.AttentionScale, window, qNorm, kNorm, c.ClipQkv, sinks);
     }
 
     private MultiHeadLatentAttention LoadLatentAttention(WeightLoader loader, int layer)
@@ -252,7 +253,7 @@ public sealed class ModelEngine
             if (KeepExpertWeightsInBFloat16)
                 (gate, up, down) = (loader.Replace(gate, gate.to(ScalarType.BFloat16)), loader.Replace(up, up.to(ScalarType.BFloat16)),
                     loader.Replace(down, down.to(ScalarType.BFloat16)));
-            experts.Add(new GatedMlp(gate, up, down, Config.HiddenAct, gb, ub, db));
+            experts.Add(new GatedMlp(gate, up, down, Config.ExpertActivation, gb, ub, db));
         }
 
         var p = LayerPrefix(layer) + "mlp.";

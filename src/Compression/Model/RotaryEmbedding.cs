@@ -194,13 +194,22 @@ public sealed class RotaryEmbedding
     /// </summary>
     public Tensor Apply(Tensor x, RotaryTables tables) => Apply(x, tables, Interleaved);
 
-    /// <summary>Static form of <see cref="Apply(Tensor, RotaryTables)"/>.</summary>
+    /// <summary>
+    /// Static form of <see cref="Apply(Tensor, RotaryTables)"/>. When <paramref name="x"/> is wider than the tables
+    /// (partial rotary, GLM-4.5), only its first tables-width dimensions are rotated and the rest pass through.
+    /// </summary>
     public static Tensor Apply(Tensor x, RotaryTables tables, bool interleaved)
     {
         using var scope = NewDisposeScope();
         var d = x.shape[^1];
-        if (d != tables.Cos.shape[1])
-            throw new ArgumentException($"rotary tables have dimension {tables.Cos.shape[1]}, tensor has {d}");
+        var rotary = tables.Cos.shape[1];
+        if (d < rotary)
+            throw new ArgumentException($"rotary tables have dimension {rotary}, tensor has {d}");
+        if (d > rotary)
+        {
+            var rotatedPart = Apply(x.narrow(-1, 0, rotary), tables, interleaved);
+            return cat(new[] { rotatedPart, x.narrow(-1, rotary, d - rotary) }, -1).MoveToOuterDisposeScope();
+        }
         if (interleaved)
         {
             var shape = x.shape;

@@ -22,6 +22,7 @@ public static class FamilyRegistry
         new DeepSeekMoEFamily(),
         new DeepSeekV2Family(),
         new DeepSeekV3Family(),
+        new Glm4MoeFamily(),
         new GptOssFamily(),
         new MiniCpmMoEFamily(),
     ];

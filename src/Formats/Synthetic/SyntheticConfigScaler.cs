@@ -59,7 +59,8 @@ public static class SyntheticConfigScaler
     {
         var root = ReferenceConfigs.Load(preset.ReferenceModel);
         var section = root["text_config"] as JsonObject ?? root;
-        bool qwenOrDeepSeek = preset.Family.StartsWith("qwen", StringComparison.Ordinal) || preset.Family.StartsWith("deepseek", StringComparison.Ordinal);
+        bool qwenOrDeepSeek = preset.Family.StartsWith("qwen", StringComparison.Ordinal) || preset.Family.StartsWith("deepseek", StringComparison.Ordinal)
+            || preset.Family.StartsWith("glm", StringComparison.Ordinal);
         int headDim = s.HeadDim;
 
         section["hidden_size"] = s.Hidden;
@@ -90,7 +91,7 @@ public static class SyntheticConfigScaler
         SetIfPresent(section, "qk_nope_head_dim", 8);
         SetIfPresent(section, "qk_rope_head_dim", 8);
         SetIfPresent(section, "v_head_dim", 8);
-        if (root["quantization_config"] is JsonObject q && q["quant_method"]?.GetValue<string>() == "fp8") root.Remove("quantization_config");
+        if (!preset.Fp8Weights && root["quantization_config"] is JsonObject q && q["quant_method"]?.GetValue<string>() == "fp8") root.Remove("quantization_config");
 
         // Qwen3.5 Gated DeltaNet heads.
         SetIfPresent(section, "linear_num_key_heads", 2);

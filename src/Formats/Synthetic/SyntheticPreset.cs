@@ -34,6 +34,12 @@ public sealed record SyntheticPreset
     public int? FirstDenseLayers { get; init; }
     /// <summary>Write the transformers-v5 fused expert layout (Qwen3-MoE, Qwen3.5 family).</summary>
     public bool FusedExperts { get; init; }
+    /// <summary>
+    /// Store the decoder layers' linear weights (attention, experts, shared experts, dense MLPs; not routers) as
+    /// F8_E4M3 with F32 <c>weight_scale_inv</c> blocks, as the FP8 releases (DeepSeek-V3, Kimi K2) do, and keep the
+    /// config's FP8 quantization_config.
+    /// </summary>
+    public bool Fp8Weights { get; init; }
     /// <summary>Write the MTP layer tensors the config declares (some real checkpoints drop them).</summary>
     public bool WriteMtp { get; init; } = true;
 }

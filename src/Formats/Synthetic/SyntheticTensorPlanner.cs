@@ -53,7 +53,14 @@ public static class SyntheticTensorPlanner
 
         private void Linear(string name, long outDim, long inDim, bool bias = false)
         {
-            Add(name + ".weight", [outDim, inDim]);
+            // FP8 releases quantize the decoder layers' linear weights, never the router (mlp.gate).
+            if (preset.Fp8Weights && name.Contains(".layers.", StringComparison.Ordinal) && !name.EndsWith(".mlp.gate", StringComparison.Ordinal))
+            {
+                Add(name + ".weight", [outDim, inDim], SyntheticInit.Fp8Codes, SafetensorsDType.F8_E4M3);
+                Add(name + ".weight_scale_inv", [(outDim + 127) / 128, (inDim + 127) / 128], SyntheticInit.Fp8BlockScale, SafetensorsDType.F32);
+            }
+            else
+                Add(name + ".weight", [outDim, inDim]);
             if (bias) Add(name + ".bias", [outDim]);
         }
 
@@ -74,7 +81,7 @@ public static class SyntheticTensorPlanner
             bool phi = family.Name == "phimoe";
             Add(p + "embed_tokens.weight", [moe.VocabSize, _h]);
             for (int l = 0; l < moe.NumLayers; l++) PlanLayer($"{p}layers.{l}.", l);
-            if (family.Name == "deepseek-v3" || family.Name == "deepseek-v2")
+            if (family.Name is "deepseek-v3" or "deepseek-v2" or "glm4-moe")
                 for (int k = 0; k < moe.NumMtpLayers && preset.WriteMtp; k++) PlanDeepSeekMtp(moe.NumLayers + k);
             Norm(p + "norm", _h, bias: phi);
             if (!moe.TieWordEmbeddings)
@@ -117,14 +124,21 @@ public static class SyntheticTensorPlanner
                 Linear(a + "o_proj", _h, (long)_heads * v);
                 return;
             }
-            bool qkvBias = family.Name == "qwen2-moe";
-            bool allBias = section["attention_bias"]?.GetValue<bool>() ?? false;
+            bool glm = family.Name == "glm4-moe";
+            bool attentionBias = section["attention_bias"]?.GetValue<bool>() ?? false;
+            // GLM-4.5: attention_bias puts biases on q/k/v only (o_proj never has one).
+            bool qkvBias = family.Name == "qwen2-moe" || (glm && attentionBias);
+            bool allBias = attentionBias && !glm;
             int hd = HeadDim;
             Linear(a + "q_proj", (long)_heads * hd, _h, qkvBias || allBias);
             Linear(a + "k_proj", (long)_kvHeads * hd, _h, qkvBias || allBias);
             Linear(a + "v_proj", (long)_kvHeads * hd, _h, qkvBias || allBias);
             Linear(a + "o_proj", _h, (long)_heads * hd, allBias);
-            if (family.Name == "qwen3-moe") { Norm(a + "q_norm", hd); Norm(a + "k_norm", hd); }
+            if (family.Name == "qwen3-moe" || (glm && (section["use_qk_norm"]?.GetValue<bool>() ?? false)))
+            {
+                Norm(a + "q_norm", hd);
+                Norm(a + "k_norm", hd);
+            }
             if (family.Name == "olmoe") { Norm(a + "q_norm", (long)_heads * hd); Norm(a + "k_norm", (long)_kvHeads * hd); }
             if (family.Name == "gpt-oss") Add(a + "sinks", [_heads]);
         }
@@ -174,7 +188,7 @@ public static class SyntheticTensorPlanner
                     if (moe.NumSharedExperts > 0)
                     {
                         long s = moe.SharedExpertIntermediateSize;
-                        var sp = lp + (family.Name.StartsWith("deepseek", StringComparison.Ordinal) ? "mlp.shared_experts." : "mlp.shared_expert.");
+                        var sp = lp + (family is DeepSeekFamilyBase ? "mlp.shared_experts." : "mlp.shared_expert.");
                         Linear(sp + "gate_proj", s, _h);
                         Linear(sp + "up_proj", s, _h);
                         Linear(sp + "down_proj", _h, s);

@@ -76,6 +76,9 @@ public static class SyntheticValueGenerator
         }
         switch (tensor.DType.ItemSize())
         {
+            case 1 when tensor.Init == SyntheticInit.Fp8Codes && tensor.DType == SafetensorsDType.F8_E4M3:
+                FillFromTable(bytes, (byte[])Table(tensor.DType, tensor.Init), ref state);
+                return;
             case 2:
                 FillFromTable(MemoryMarshal.Cast<byte, ushort>(bytes), (ushort[])Table(tensor.DType, tensor.Init), ref state);
                 return;
@@ -107,10 +110,16 @@ public static class SyntheticValueGenerator
         lock (Tables)
         {
             if (Tables.TryGetValue((dtype, init), out var t)) return t;
-            double offset = init == SyntheticInit.NormScale ? 1.0 : 0.0;
-            var floats = NormalQuantiles.Select(z => (float)(offset + Std * z)).ToArray();
+            var floats = init switch
+            {
+                SyntheticInit.NormScale => NormalQuantiles.Select(z => (float)(1.0 + Std * z)).ToArray(),
+                SyntheticInit.Fp8Codes => NormalQuantiles,
+                SyntheticInit.Fp8BlockScale => NormalQuantiles.Select(z => (float)(Std * (1.0 + Std * z))).ToArray(),
+                _ => NormalQuantiles.Select(z => (float)(Std * z)).ToArray(),
+            };
             t = dtype switch
             {
+                SafetensorsDType.F8_E4M3 => floats.Select(NearestE4M3).ToArray(),
                 SafetensorsDType.BF16 => floats.Select(ToBFloat16Bits).ToArray(),
                 SafetensorsDType.F16 => floats.Select(f => BitConverter.HalfToUInt16Bits((Half)f)).ToArray(),
                 SafetensorsDType.F32 => floats.Select(BitConverter.SingleToUInt32Bits).ToArray(),
@@ -119,6 +128,18 @@ public static class SyntheticValueGenerator
             Tables[(dtype, init)] = t;
             return t;
         }
+    }
+
+    /// <summary>The F8_E4M3 code whose value is nearest to <paramref name="f"/> (NaN codes excluded).</summary>
+    private static byte NearestE4M3(float f)
+    {
+        int best = 0;
+        for (int code = 1; code < 256; code++)
+        {
+            float v = Float8.DecodeE4M3((byte)code);
+            if (float.IsFinite(v) && Math.Abs(v - f) < Math.Abs(Float8.DecodeE4M3((byte)best) - f)) best = code;
+        }
+        return (byte)best;
     }
 
     /// <summary>Round-to-nearest-even float32 → bfloat16 bits.</summary>

@@ -90,7 +90,10 @@ public class EvaluatorTests
         Assert.Equal(22, metrics.TokensScored);
         Assert.Equal(SlidingWindowPlan.Create(23, 8, 3).Windows.Count, metrics.Windows);
         Assert.Equal(reference, metrics.MeanNll, 4);
-        Assert.Equal(Math.Exp(reference), metrics.Perplexity, 3);
+        // |Δ ppl| / ppl ≈ |Δ mean NLL| ≤ 5e-5 by the line above; exact decimals of a perplexity in the thousands would
+        // compare float32 rounding that moves with libtorch's thread count.
+        Assert.True(Math.Abs(metrics.Perplexity - Math.Exp(reference)) <= 1e-4 * Math.Exp(reference),
+            $"perplexity {metrics.Perplexity} vs exp(reference mean NLL) {Math.Exp(reference)}");
         Assert.True(metrics.Perplexity > 1);
         Assert.Null(metrics.MeanKl);
         Assert.Null(metrics.Top1Agreement);

@@ -74,4 +74,37 @@ internal static class Reference
             Assert.True(Math.Abs(expected[i] - actual[i]) <= tol * (1 + Math.Abs(expected[i])),
                 $"{what}[{i}]: expected {expected[i]:R}, got {actual[i]:R}");
     }
+
+    /// <summary>‖actual − expected‖_F ≤ tolerance·‖expected‖_F and every |difference| ≤ tolerance·max |expected|.</summary>
+    public static void AssertRelativelyClose(double[,] expected, double[,] actual, double tolerance)
+    {
+        Assert.Equal(expected.GetLength(0), actual.GetLength(0));
+        Assert.Equal(expected.GetLength(1), actual.GetLength(1));
+        double diff = 0, norm = 0, worst = 0, scale = 0;
+        for (int i = 0; i < expected.GetLength(0); i++)
+            for (int j = 0; j < expected.GetLength(1); j++)
+            {
+                double d = actual[i, j] - expected[i, j];
+                diff += d * d;
+                norm += expected[i, j] * expected[i, j];
+                worst = Math.Max(worst, Math.Abs(d));
+                scale = Math.Max(scale, Math.Abs(expected[i, j]));
+            }
+        double relative = Math.Sqrt(diff / norm);
+        Assert.True(relative <= tolerance && worst <= tolerance * scale,
+            $"relative error {relative:E2} (worst element {worst:E2} of max |logit| {scale:E2}), tolerance {tolerance:E0}");
+    }
+
+
+    /// <summary>Logits [L, V] = lm_head · RMSNorm(x[t]) for the last hidden states of a sequence.</summary>
+    public static double[,] HeadLogits(double[][] x, double[] finalNorm, double[,] head, double eps)
+    {
+        var logits = new double[x.Length, head.GetLength(0)];
+        for (int t = 0; t < x.Length; t++)
+        {
+            var row = MatVec(head, RmsNorm(x[t], finalNorm, eps));
+            for (int v = 0; v < row.Length; v++) logits[t, v] = row[v];
+        }
+        return logits;
+    }
 }

@@ -42,6 +42,8 @@ internal sealed class TinyModel : IDisposable
         ["olmoe"] = "OLMoE-1B-7B-0924",
         ["deepseek_v2"] = "DeepSeek-V2-Lite",
         ["deepseek_v3"] = "DeepSeek-R1",
+        ["glm4_moe"] = "GLM-4.5",
+        ["gpt_oss"] = "gpt-oss-20b",
     };
 
     public static IEnumerable<object[]> Kinds => ReferenceOf.Keys.Select(k => new object[] { k });
@@ -132,6 +134,36 @@ internal sealed class TinyModel : IDisposable
                     ["beta_fast"] = 32, ["beta_slow"] = 1, ["mscale"] = 1.0, ["mscale_all_dim"] = 0.8,
                 };
                 break;
+            case "glm4_moe":
+                // Group-limited (2 groups, 1 kept), partial rotary (2 of 4 head dimensions), q/k norms, q/k/v biases.
+                c["n_routed_experts"] = experts;
+                c["moe_intermediate_size"] = 6;
+                c["intermediate_size"] = 10;
+                c["n_shared_experts"] = 1;
+                c["first_k_dense_replace"] = 1;
+                c["n_group"] = 2;
+                c["topk_group"] = 1;
+                c["routed_scaling_factor"] = 2.5;
+                c["head_dim"] = 4;
+                c["partial_rotary_factor"] = 0.5;
+                c["rope_theta"] = 100.0;
+                c["num_nextn_predict_layers"] = 0;
+                break;
+            case "gpt_oss":
+                // Dequantized (bf16-release) layout; sliding window 3 on even layers; YaRN without truncation.
+                c["num_local_experts"] = experts;
+                c["experts_per_token"] = topK;
+                c["intermediate_size"] = 6;
+                c["head_dim"] = 4;
+                c["sliding_window"] = 3;
+                c["layer_types"] = new JsonArray(Enumerable.Range(0, layers)
+                    .Select(l => (JsonNode?)(l % 2 == 0 ? "sliding_attention" : "full_attention")).ToArray());
+                c["rope_scaling"] = new JsonObject
+                {
+                    ["rope_type"] = "yarn", ["factor"] = 4.0, ["original_max_position_embeddings"] = 16,
+                    ["beta_fast"] = 32.0, ["beta_slow"] = 1.0, ["truncate"] = false,
+                };
+                break;
             default:
                 throw new ArgumentException($"unknown tiny model kind '{kind}'");
         }
@@ -181,13 +213,18 @@ internal sealed class TinyModel : IDisposable
                 src.Set(p + "self_attn.k_proj.weight", Randn(rng, 0.5, kv * headDim, h));
                 src.Set(p + "self_attn.v_proj.weight", Randn(rng, 0.5, kv * headDim, h));
                 src.Set(p + "self_attn.o_proj.weight", Randn(rng, 0.5, h, heads * headDim));
-                if (Kind == "qwen2_moe")
+                if (Kind == "gpt_oss")
+                {
+                    src.Set(p + "self_attn.o_proj.bias", Randn(rng, 0.2, h));
+                    src.Set(p + "self_attn.sinks", Randn(rng, 1.0, heads));
+                }
+                if (Kind is "qwen2_moe" or "glm4_moe" or "gpt_oss")
                 {
                     src.Set(p + "self_attn.q_proj.bias", Randn(rng, 0.2, heads * headDim));
                     src.Set(p + "self_attn.k_proj.bias", Randn(rng, 0.2, kv * headDim));
                     src.Set(p + "self_attn.v_proj.bias", Randn(rng, 0.2, kv * headDim));
                 }
-                if (Kind == "qwen3_moe")
+                if (Kind is "qwen3_moe" or "glm4_moe")
                 {
                     src.Set(p + "self_attn.q_norm.weight", Norm(rng, headDim));
                     src.Set(p + "self_attn.k_norm.weight", Norm(rng, headDim));
@@ -205,6 +242,18 @@ internal sealed class TinyModel : IDisposable
                 src.Set(p + "mlp.gate_proj.weight", Randn(rng, 0.5, inter, h));
                 src.Set(p + "mlp.up_proj.weight", Randn(rng, 0.5, inter, h));
                 src.Set(p + "mlp.down_proj.weight", Randn(rng, 0.5, h, inter));
+                continue;
+            }
+            if (Kind == "gpt_oss")
+            {
+                // Fused and transposed: gate_up_proj [E, H, 2I] with gate/up interleaved, down_proj [E, I, H], biases.
+                long e = moe.NumExperts, i = moe.ExpertIntermediateSize;
+                src.Set(p + "mlp.router.weight", Randn(rng, 1.0, e, h));
+                src.Set(p + "mlp.router.bias", Randn(rng, 0.5, e));
+                src.Set(p + "mlp.experts.gate_up_proj", Randn(rng, 0.7, e, h, 2 * i));
+                src.Set(p + "mlp.experts.gate_up_proj_bias", Randn(rng, 0.5, e, 2 * i));
+                src.Set(p + "mlp.experts.down_proj", Randn(rng, 0.5, e, i, h));
+                src.Set(p + "mlp.experts.down_proj_bias", Randn(rng, 0.2, e, h));
                 continue;
             }
             var block = Kind == "mixtral" ? p + "block_sparse_moe." : p + "mlp.";
@@ -230,18 +279,25 @@ internal sealed class TinyModel : IDisposable
         }
     }
 
-    /// <summary>Names of the three weight tensors of a routed expert.</summary>
-    public IEnumerable<string> ExpertTensorNames(int layer, int expert) =>
-        new[] { ExpertProjection.Gate, ExpertProjection.Up, ExpertProjection.Down }
-            .Select(p => Family.ExpertTensor(layer, expert, p, MoE).TensorName);
-
     /// <summary>Replaces the weights of a routed expert with fresh random values.</summary>
     public void PerturbExpert(int layer, int expert, int seed)
     {
         using var scope = NewDisposeScope();
         var rng = new Random(seed);
-        foreach (var name in ExpertTensorNames(layer, expert))
-            Source.Set(name, Randn(rng, 0.7, Source.Get(name).shape));
+        foreach (var r in new[] { ExpertProjection.Gate, ExpertProjection.Down }.Select(p => Family.ExpertTensor(layer, expert, p, MoE)))
+        {
+            var current = Source.Get(r.TensorName);
+            if (r.FusedIndex is { } e)
+            {
+                // Fused tensors hold every expert: replace only this expert's slab (gate and up share it).
+                var changed = current.clone();
+                changed[e] = Randn(rng, 0.7, current.shape[1..]);
+                Source.Set(r.TensorName, changed);
+            }
+            else Source.Set(r.TensorName, Randn(rng, 0.7, current.shape));
+        }
+        if (Family.ExpertTensor(layer, expert, ExpertProjection.Up, MoE) is { FusedIndex: null } up)
+            Source.Set(up.TensorName, Randn(rng, 0.7, Source.Get(up.TensorName).shape));
     }
 
     public static Tensor Randn(Random rng, double scale, params long[] shape)

@@ -23,6 +23,8 @@ public static partial class ReferenceConfigs
         ["Phi-3.5-MoE-instruct"] = Phi35MoEJson,
         ["Qwen3-30B-A3B"] = Qwen3Moe30bJson,
         ["gpt-oss-20b"] = GptOss20bJson,
+        ["GLM-4.5"] = Glm45Json,
+        ["Kimi-K2"] = KimiK2Json,
     };
 
     /// <summary>Model names (Hugging Face repository names without the owner).</summary>
