@@ -8,14 +8,15 @@ namespace MoECompress.Cli.Rendering;
 /// <see cref="ProgressUpdate"/>s define stages (or the steps of a multi-step run such as <c>demo</c>); plain messages
 /// belong to whatever runs. In <see cref="ProgressMode.Lines"/> a line is printed when the stage (or step) changes
 /// and at most once per <see cref="LineInterval"/> per stage, only after the stage's progress moved by a quarter;
-/// inside a multi-step run at most once per <see cref="StepHeartbeat"/>; plain messages at most once per
-/// <see cref="LineInterval"/>. <see cref="Finish"/> ends the bars and prints the compact summary (time per stage).
+/// inside a multi-step run (the demo) only a heartbeat, after <see cref="StepHeartbeat"/> of silence and then at
+/// doubling intervals (30 s, 60 s, 120 s … into the step), so a step adds a line only when it runs long; plain messages
+/// at most once per <see cref="LineInterval"/>. <see cref="Finish"/> ends the bars and prints the compact summary (time per stage).
 /// Thread-safe: library calls report from worker threads.
 /// </summary>
 internal sealed class ProgressRenderer
 {
     public static readonly TimeSpan LineInterval = TimeSpan.FromSeconds(5);
-    public static readonly TimeSpan StepHeartbeat = TimeSpan.FromSeconds(15);
+    public static readonly TimeSpan StepHeartbeat = TimeSpan.FromSeconds(30);
 
     private readonly object _gate = new();
     private readonly TextWriter _stderr;
@@ -25,6 +26,7 @@ internal sealed class ProgressRenderer
     private readonly Stopwatch _sinceMessage = new();
     private readonly ProgressBars? _bars;
     private ProgressUpdate? _step;
+    private readonly Stopwatch _inStep = new();
     private double _lastFraction = double.NaN;
 
     private readonly TimeSpan _lineInterval;
@@ -51,6 +53,7 @@ internal sealed class ProgressRenderer
             if (update.Step is not null)
             {
                 _step = update;
+                _inStep.Restart();
                 _clock.Enter(update.Stage);
                 _lastFraction = double.NaN;
                 switch (Mode)
@@ -65,7 +68,7 @@ internal sealed class ProgressRenderer
                 switch (Mode)
                 {
                     case ProgressMode.Verbose: Line(update.Message); break;
-                    case ProgressMode.Lines when _sinceLine.Elapsed >= _stepHeartbeat: Line($"{step.Stage}: {update.Message}{Percent(update)}"); break;
+                    case ProgressMode.Lines when HeartbeatDue(): Line($"{step.Stage}: {update.Message}{Percent(update)}"); break;
                     case ProgressMode.Bars: _bars!.Stage(StepKey(step), $"{step.Message} · {update.Message}", update.Fraction); break;
                 }
                 return;
@@ -97,7 +100,7 @@ internal sealed class ProgressRenderer
             {
                 case ProgressMode.Verbose: Line(message); break;
                 case ProgressMode.Lines when _step is { } step:
-                    if (_sinceLine.Elapsed >= _stepHeartbeat) Line($"{step.Stage}: {message}");
+                    if (HeartbeatDue()) Line($"{step.Stage}: {message}");
                     break;
                 case ProgressMode.Lines:
                     if (!_sinceMessage.IsRunning || _sinceMessage.Elapsed >= _lineInterval)
@@ -134,6 +137,9 @@ internal sealed class ProgressRenderer
             }
         }
     }
+
+    /// <summary>Inside a step: silent for the heartbeat interval and for at least half the time the step has run.</summary>
+    private bool HeartbeatDue() => _sinceLine.Elapsed >= _stepHeartbeat && _sinceLine.Elapsed >= _inStep.Elapsed / 2;
 
     private static string StepKey(ProgressUpdate step) => $"[{step.Step}/{step.Steps}] {step.Stage}";
 

@@ -6,6 +6,7 @@ using MoECompress.Compression.Pruning;
 using MoECompress.Compression.Quantization;
 using MoECompress.Compression.Reporting;
 using MoECompress.Formats.Errors;
+using MoECompress.Formats.Families;
 
 namespace MoECompress.Compression.Demo;
 
@@ -27,6 +28,7 @@ public static class DemoRunner
         var heldOut = BundledData.LocateHeldOutText()
             ?? throw new MoeCompressException(ErrorKind.Usage, $"no bundled held-out text found ({BundledData.Searched(BundledData.HeldOutText)})");
 
+        using (ModelCheckpoint.Open(model)) { }   // a missing or broken model fails here, before the first step is announced
         string profileDir = options.ProfileOut ?? Path.Combine(Path.GetTempPath(), "moe-compress-demo-" + Guid.NewGuid().ToString("N")[..10]);
         int steps = options.Compress ? 8 : 2, step = 0;
         void Step(string stage, string what) =>

@@ -117,7 +117,7 @@ public sealed class HtmlReport(string title)
         var layers = report.Widths.Keys.Order().ToList();
         var values = layers.Select(l => report.Widths[l].Select(w => (double)w).ToArray()).ToList();
         var png = ReportFigures.Grid($"Bits per expert ({report.AverageBits:0.##} on average)", layers, values,
-            v => ((int)v).ToString(C), v => ReportFigures.Scale(Math.Log2(v), 0, 3));
+            v => ((int)v).ToString(C), v => ReportFigures.Scale(Math.Log2(v), 0, 3), "expert (index in the quantized model)");
         var counts = string.Join(", ", report.WidthCounts().OrderBy(kv => kv.Key).Select(kv => $"{kv.Value} × {kv.Key} bits"));
         return Figure("Bit allocation", png, $"Width of every routed expert's weights ({counts}); brighter = more bits.");
     }
