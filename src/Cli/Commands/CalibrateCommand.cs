@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Text.Json.Nodes;
 using MoECompress.Cli.Rendering;
 using MoECompress.Compression.Calibration;
 
@@ -22,10 +23,11 @@ internal static class CalibrateCommand
         var overwrite = new Option<bool>("--overwrite") { Description = "Replace the profile folder if it exists" };
         var dump = new Option<bool>("--dump-router-logits") { Description = "Also write every token's raw router logits" };
         var cold = new Option<double?>("--cold-threshold") { Description = "Routed tokens below which an expert counts as cold (default max(16, 0.1·N·k/E))" };
+        var json = new Option<bool>("--json") { Description = "Print the result as JSON" };
         var microBatch = new Option<int>("--micro-batch") { Description = "Tokens pushed through a layer at once", DefaultValueFactory = _ => 2048 };
         var command = new Command("calibrate", "Run calibration text through the model layer by layer and write a calibration profile")
         {
-            model, data, samples, seqLen, seed, output, overwrite, dump, cold, microBatch,
+            model, data, samples, seqLen, seed, output, overwrite, dump, cold, microBatch, json,
         };
         command.SetAction(async (parse, ct) =>
         {
@@ -45,8 +47,26 @@ internal static class CalibrateCommand
                 ColdThreshold = parse.GetValue(cold),
                 MicroBatch = parse.GetValue(microBatch),
             };
-            var result = await Calibrator.RunAsync(options, new ConsoleProgress(stderr), ct);
+            var result = await Calibrator.RunAsync(options, ConsoleProgress.For(stderr), ct);
             var p = result.Profile;
+            if (parse.GetValue(json))
+            {
+                stdout.WriteLine(ResultJson.Write(new JsonObject
+                {
+                    ["profile"] = result.Directory,
+                    ["tokens"] = p.Tokens,
+                    ["seconds"] = Math.Round(result.Elapsed.TotalSeconds, 2),
+                    ["tokens_per_second"] = Math.Round(result.TokensPerSecond, 1),
+                    ["moe_layers"] = p.Layers.Count,
+                    ["cold_experts"] = new JsonArray(p.Coverage.ColdExperts.Select(e => (JsonNode?)new JsonObject
+                    {
+                        ["layer"] = e.Layer, ["expert"] = e.Expert, ["routed_tokens"] = e.RoutedTokens,
+                    }).ToArray()),
+                    ["unused_experts"] = p.Coverage.UnusedExperts,
+                    ["super_experts"] = new JsonArray(p.SuperExperts.Experts.Select(e => (JsonNode?)$"L{e.Layer}/E{e.Expert}").ToArray()),
+                }));
+                return 0;
+            }
             stdout.WriteLine($"profile    {result.Directory}");
             stdout.WriteLine($"tokens     {p.Tokens:N0} in {result.Elapsed.TotalSeconds:0.0} s ({result.TokensPerSecond:N0} tokens/s)");
             stdout.WriteLine($"layers     {p.Layers.Count} MoE layers profiled");

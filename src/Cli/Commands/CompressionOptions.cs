@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using MoECompress.Cli.Rendering;
 using MoECompress.Compression.Calibration;
 using MoECompress.Compression.Evaluation;
+using MoECompress.Compression.Reporting;
 using MoECompress.Formats.Errors;
 
 namespace MoECompress.Cli.Commands;
@@ -60,7 +61,7 @@ internal sealed class CompressionOptions
     /// --report-dir), and prints it.
     /// </summary>
     public async Task<int> FinishAsync(ParseResult parse, string input, string? output, JsonObject compressionJson, string compressionMarkdown,
-        TextWriter stdout, TextWriter stderr, CancellationToken ct)
+        TextWriter stdout, TextWriter stderr, CancellationToken ct, HtmlReport? html = null)
     {
         var json = new JsonObject { ["compression"] = compressionJson };
         var markdown = compressionMarkdown;
@@ -72,17 +73,20 @@ internal sealed class CompressionOptions
                 Base = input,
                 Data = parse.GetValue(EvalData),
                 MaxTokens = parse.GetValue(EvalTokens),
-            }, new ConsoleProgress(stderr), ct);
+            }, ConsoleProgress.For(stderr), ct);
             json["evaluation"] = JsonNode.Parse(eval.ToJson());
             markdown += Environment.NewLine + eval.ToMarkdown();
+            html?.Evaluation("the output against the input", eval);
         }
+        if (html is not null && parse.GetValue(Profile) is { } profile) html.ExpertUsage("Expert usage of the input (calibration profile)", CalibrationProfile.Load(profile));
         var text = json.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true });
         if (output is not null && Directory.Exists(output))
         {
             ReportFiles.WriteAtomic(Path.Combine(output, ReportJson), text);
             ReportFiles.WriteAtomic(Path.Combine(output, ReportMarkdown), markdown);
+            html?.Write(Path.Combine(output, HtmlReport.FileName));
         }
-        if (parse.GetValue(ReportDir) is { } dir) ReportFiles.Write(dir, text, markdown);
+        if (parse.GetValue(ReportDir) is { } dir) ReportFiles.Write(dir, text, markdown, html);
         stdout.WriteLine(parse.GetValue(Json) ? text : markdown);
         return 0;
     }

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using MoECompress.Cli.Rendering;
 using MoECompress.Compression.Demo;
+using MoECompress.Compression.Reporting;
 
 namespace MoECompress.Cli.Commands;
 
@@ -12,12 +13,14 @@ internal static class DemoCommand
         var model = new Option<string?>("--model") { Description = "Model folder (default: the bundled demo model, models/moe-demo)" };
         var profile = new Option<string?>("--profile-out") { Description = "Keep the calibration profile in this folder" };
         var samples = new Option<int>("--samples") { Description = "Calibration sequences", DefaultValueFactory = _ => 16 };
-        var tokens = new Option<int>("--tokens-per-domain") { Description = "Held-out tokens evaluated per domain", DefaultValueFactory = _ => 4096 };
+        var tokens = new Option<int>("--tokens-per-domain") { Description = "Held-out tokens evaluated per domain", DefaultValueFactory = _ => 2048 };
         var output = new Option<string?>("--out") { Description = "Keep the pruned, merged and quantized checkpoints in this folder (default: temporary)" };
         var noCompress = new Option<bool>("--no-compress") { Description = "Only calibrate and evaluate the original" };
+        var json = new Option<bool>("--json") { Description = "Print the result as JSON" };
+        var reportDir = new Option<string?>("--report-dir") { Description = "Also write report.json, report.md and report.html (figures) into this folder" };
         var command = new Command("demo", "Calibrate the bundled demo model, prune, merge and quantize it, and compare each with the original on held-out text")
         {
-            model, profile, samples, tokens, output, noCompress,
+            model, profile, samples, tokens, output, noCompress, json, reportDir,
         };
         command.SetAction(async (parse, ct) =>
         {
@@ -31,8 +34,11 @@ internal static class DemoCommand
                 MaxTokensPerDomain = parse.GetValue(tokens),
                 OutputDir = parse.GetValue(output),
                 Compress = !parse.GetValue(noCompress),
-            }, new ConsoleProgress(stderr), ct);
-            stdout.WriteLine(report.ToText());
+            }, ConsoleProgress.For(stderr), ct);
+            var html = report.ToHtml();
+            if (parse.GetValue(output) is { } outDir && Directory.Exists(outDir)) html.Write(Path.Combine(outDir, HtmlReport.FileName));
+            if (parse.GetValue(reportDir) is { } dir) ReportFiles.Write(dir, report.ToJson(), report.ToText(), html);
+            stdout.WriteLine(parse.GetValue(json) ? report.ToJson() : report.ToText());
             return 0;
         });
         return command;

@@ -25,7 +25,7 @@ internal static class DequantizeCommand
                 "f32" or "fp32" or "float32" => SafetensorsDType.F32,
                 var other => throw OptionChecks.Usage("--dtype", $"'{other}' is not one of bf16, f16, f32"),
             };
-            var progress = new ConsoleProgress(stderr);
+            var progress = ConsoleProgress.For(stderr);
             var result = await Task.Run(() => Dequantizer.Run(new DequantizeOptions
             {
                 Input = parse.GetValue(input)!,

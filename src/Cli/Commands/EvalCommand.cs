@@ -1,6 +1,7 @@
 using System.CommandLine;
 using MoECompress.Cli.Rendering;
 using MoECompress.Compression.Evaluation;
+using MoECompress.Compression.Reporting;
 
 namespace MoECompress.Cli.Commands;
 
@@ -19,7 +20,7 @@ internal static class EvalCommand
         var stride = new Option<int?>("--stride") { Description = "Window stride in tokens (default context/2)" };
         var maxTokens = new Option<int?>("--max-tokens") { Description = "Use at most this many tokens of the text" };
         var json = new Option<bool>("--json") { Description = "Print the report as JSON instead of Markdown" };
-        var reportDir = new Option<string?>("--report-dir") { Description = "Also write report.json and report.md into this folder" };
+        var reportDir = new Option<string?>("--report-dir") { Description = "Also write report.json, report.md and report.html into this folder" };
         var command = new Command("eval", "Perplexity on held-out text; with --base, KL divergence, top-1 agreement and per-layer error")
         {
             model, data, baseModel, context, stride, maxTokens, json, reportDir,
@@ -37,8 +38,9 @@ internal static class EvalCommand
                 Context = parse.GetValue(context),
                 Stride = parse.GetValue(stride),
                 MaxTokens = parse.GetValue(maxTokens),
-            }, new ConsoleProgress(stderr), ct);
-            if (parse.GetValue(reportDir) is { } dir) ReportFiles.Write(dir, report.ToJson(), report.ToMarkdown());
+            }, ConsoleProgress.For(stderr), ct);
+            if (parse.GetValue(reportDir) is { } dir)
+                ReportFiles.Write(dir, report.ToJson(), report.ToMarkdown(), new HtmlReport($"eval: {report.Model.Path}").Evaluation(Path.GetFileName(report.Model.Path), report));
             stdout.WriteLine(parse.GetValue(json) ? report.ToJson() : report.ToMarkdown());
             return 0;
         });

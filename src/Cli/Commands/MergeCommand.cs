@@ -1,6 +1,7 @@
 using System.CommandLine;
 using MoECompress.Cli.Rendering;
 using MoECompress.Compression.Merging;
+using MoECompress.Compression.Reporting;
 
 namespace MoECompress.Cli.Commands;
 
@@ -61,8 +62,9 @@ internal static class MergeCommand
                 DryRun = parse.GetValue(shared.DryRun),
             };
             if (options.Output is null && !options.DryRun) throw OptionChecks.Usage("out", "give the output folder (or --dry-run)");
-            var report = await Merger.RunAsync(options, new ConsoleProgress(stderr), ct);
-            return await shared.FinishAsync(parse, options.Model, options.DryRun ? null : options.Output, report.ToJsonObject(), report.ToMarkdown(), stdout, stderr, ct);
+            var report = await Merger.RunAsync(options, ConsoleProgress.For(stderr), ct);
+            return await shared.FinishAsync(parse, options.Model, options.DryRun ? null : options.Output, report.ToJsonObject(), report.ToMarkdown(), stdout, stderr, ct,
+                new HtmlReport($"merge: {report.Model}").Merging(report));
         });
         return command;
     }

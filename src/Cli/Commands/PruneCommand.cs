@@ -2,6 +2,7 @@ using System.CommandLine;
 using MoECompress.Cli.Rendering;
 using MoECompress.Compression.Importance;
 using MoECompress.Compression.Pruning;
+using MoECompress.Compression.Reporting;
 
 namespace MoECompress.Cli.Commands;
 
@@ -43,8 +44,9 @@ internal static class PruneCommand
                 DryRun = parse.GetValue(shared.DryRun),
             };
             if (options.Output is null && !options.DryRun) throw OptionChecks.Usage("out", "give the output folder (or --dry-run)");
-            var report = await Task.Run(() => Pruner.Run(options, new ConsoleProgress(stderr), ct), ct);
-            return await shared.FinishAsync(parse, options.Model, options.DryRun ? null : options.Output, report.ToJsonObject(), report.ToMarkdown(), stdout, stderr, ct);
+            var report = await Task.Run(() => Pruner.Run(options, ConsoleProgress.For(stderr), ct), ct);
+            return await shared.FinishAsync(parse, options.Model, options.DryRun ? null : options.Output, report.ToJsonObject(), report.ToMarkdown(), stdout, stderr, ct,
+                new HtmlReport($"prune: {report.Model}").Pruning(report));
         });
         return command;
     }

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using MoECompress.Cli.Rendering;
 using MoECompress.Compression.Quantization;
+using MoECompress.Compression.Reporting;
 using MoECompress.Formats.Quantized;
 
 namespace MoECompress.Cli.Commands;
@@ -77,8 +78,9 @@ internal static class QuantizeCommand
                 DryRun = parse.GetValue(shared.DryRun),
             };
             if (options.Output is null && !options.DryRun) throw OptionChecks.Usage("out", "give the output folder (or --dry-run)");
-            var report = await Quantizer.RunAsync(options, new ConsoleProgress(stderr), ct);
-            return await shared.FinishAsync(parse, options.Model, options.DryRun ? null : options.Output, report.ToJsonObject(), report.ToMarkdown(), stdout, stderr, ct);
+            var report = await Quantizer.RunAsync(options, ConsoleProgress.For(stderr), ct);
+            return await shared.FinishAsync(parse, options.Model, options.DryRun ? null : options.Output, report.ToJsonObject(), report.ToMarkdown(), stdout, stderr, ct,
+                new HtmlReport($"quantize: {report.Model}").Quantization(report));
         });
         return command;
     }

@@ -20,14 +20,15 @@ internal static class ReshardCommand
         var output = new Argument<string>("out") { Description = "Output folder (must not exist unless --overwrite)" };
         var shardSize = new Option<string?>("--max-shard-size") { Description = "New shard size cap, e.g. 5GB (default: keep the input's shards)" };
         var overwrite = new Option<bool>("--overwrite") { Description = "Replace the output folder if it exists" };
+        var json = new Option<bool>("--json") { Description = "Print the result as JSON" };
         var command = new Command("reshard", "Validate a checkpoint and write a verified copy, optionally re-sharded")
         {
-            input, output, shardSize, overwrite,
+            input, output, shardSize, overwrite, json,
         };
         command.SetAction((parse, ct) =>
         {
             long? cap = parse.GetValue(shardSize) is { } s ? ByteSize.Parse(s, "--max-shard-size") : null;
-            var progress = new ConsoleProgress(stderr);
+            var progress = ConsoleProgress.For(stderr);
             using var model = ModelCheckpoint.Open(parse.GetValue(input)!);
             if (model.Tensors is not SafetensorsCheckpoint tensors)
                 throw new MoeCompressException(ErrorKind.Internal, "reshard needs a safetensors checkpoint");
@@ -43,7 +44,14 @@ internal static class ReshardCommand
                 Writer = writer,
                 KeepShardLayout = cap is null,
             }, new CopyProgressLines(progress), ct);
-            stdout.WriteLine($"{result.Destination}: {result.TensorCount} tensors, {ByteSize.Format(result.TensorBytes)} in {result.Shards.Count} shard(s), {result.Elapsed.TotalSeconds:0.0} s");
+            if (parse.GetValue(json))
+                stdout.WriteLine(ResultJson.Write(new JsonObject
+                {
+                    ["destination"] = result.Destination, ["tensors"] = result.TensorCount, ["tensor_bytes"] = result.TensorBytes,
+                    ["shards"] = result.Shards.Count, ["seconds"] = Math.Round(result.Elapsed.TotalSeconds, 2),
+                }));
+            else
+                stdout.WriteLine($"{result.Destination}: {result.TensorCount} tensors, {ByteSize.Format(result.TensorBytes)} in {result.Shards.Count} shard(s), {result.Elapsed.TotalSeconds:0.0} s");
             return Task.FromResult(0);
         });
         return command;

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Text.Json.Nodes;
 using MoECompress.Cli.Rendering;
 using MoECompress.Formats.Synthetic;
 
@@ -28,9 +29,10 @@ internal static class SynthesizeCommand
         var targetSize = new Option<string?>("--target-size") { Description = "Scale widths up until the weights reach this size, e.g. 2GB" };
         var shardSize = new Option<string?>("--max-shard-size") { Description = "Shard size cap, e.g. 500MB" };
         var overwrite = new Option<bool>("--overwrite") { Description = "Replace the output folder if it exists" };
+        var json = new Option<bool>("--json") { Description = "Print the result as JSON" };
         var command = new Command("synthesize", "Write a random checkpoint laid out like a real MoE family")
         {
-            preset, output, seed, layers, experts, topK, hidden, intermediate, denseIntermediate, heads, kvHeads, headDim, targetSize, shardSize, overwrite,
+            preset, output, seed, layers, experts, topK, hidden, intermediate, denseIntermediate, heads, kvHeads, headDim, targetSize, shardSize, overwrite, json,
         };
         command.SetAction((parse, ct) =>
         {
@@ -51,8 +53,15 @@ internal static class SynthesizeCommand
                 Overwrite = parse.GetValue(overwrite),
             };
             var info = SyntheticCheckpoint.Write(parse.GetValue(preset)!, parse.GetValue(output)!, options,
-                new ConsoleProgress(stderr), ct);
-            stdout.WriteLine($"{info.Directory}: {info.Preset.Name} layout, {info.TensorCount} tensors, {ByteSize.Format(info.TotalBytes)} in {info.ShardCount} shard(s), {info.Elapsed.TotalSeconds:0.0} s");
+                ConsoleProgress.For(stderr), ct);
+            if (parse.GetValue(json))
+                stdout.WriteLine(ResultJson.Write(new JsonObject
+                {
+                    ["directory"] = info.Directory, ["preset"] = info.Preset.Name, ["tensors"] = info.TensorCount,
+                    ["bytes"] = info.TotalBytes, ["shards"] = info.ShardCount, ["seconds"] = Math.Round(info.Elapsed.TotalSeconds, 2),
+                }));
+            else
+                stdout.WriteLine($"{info.Directory}: {info.Preset.Name} layout, {info.TensorCount} tensors, {ByteSize.Format(info.TotalBytes)} in {info.ShardCount} shard(s), {info.Elapsed.TotalSeconds:0.0} s");
             return Task.FromResult(0);
         });
         return command;

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Text.Json.Nodes;
 using MoECompress.Cli.Rendering;
 using MoECompress.Compression.Training;
 
@@ -37,10 +38,11 @@ internal static class TrainReferenceCommand
         var seed = new Option<long>("--seed") { Description = "Seed of weights and data order", DefaultValueFactory = _ => d.Seed };
         var threads = Int("--threads", "Intra-op threads (0 = libtorch default)", d.Threads);
         var logEvery = Int("--log-every", "Log a loss row every N steps", d.LogEvery);
+        var json = new Option<bool>("--json") { Description = "Print the result as JSON" };
         var command = new Command("train-reference", "Train the small reference MoE (the bundled demo model) from scratch, deterministically")
         {
             trainData, tokenizer, output, layers, hidden, intermediate, experts, topK, heads, kvHeads, seqLen, batch, steps,
-            warmup, lr, minLr, weightDecay, auxLoss, zLoss, bf16, noBf16, seed, threads, logEvery,
+            warmup, lr, minLr, weightDecay, auxLoss, zLoss, bf16, noBf16, seed, threads, logEvery, json,
         };
         command.SetAction((parse, ct) =>
         {
@@ -60,9 +62,15 @@ internal static class TrainReferenceCommand
                 RouterZLossCoefficient = parse.GetValue(zLoss), Bf16Matmuls = parse.GetValue(bf16),
                 Seed = parse.GetValue(seed), Threads = parse.GetValue(threads), LogEvery = parse.GetValue(logEvery),
             };
-            var lines = new ConsoleProgress(stderr);
+            var lines = ConsoleProgress.For(stderr);
             var result = ReferenceModelTrainer.Train(options, new Progress(lines), ct);
-            stdout.WriteLine($"{result.OutputDirectory}: {result.Steps} steps, {result.TokensSeen:N0} tokens, final loss {result.FinalLoss:0.0000}");
+            if (parse.GetValue(json))
+                stdout.WriteLine(ResultJson.Write(new JsonObject
+                {
+                    ["output"] = result.OutputDirectory, ["steps"] = result.Steps, ["tokens_seen"] = result.TokensSeen, ["final_loss"] = result.FinalLoss,
+                }));
+            else
+                stdout.WriteLine($"{result.OutputDirectory}: {result.Steps} steps, {result.TokensSeen:N0} tokens, final loss {result.FinalLoss:0.0000}");
             return Task.FromResult(0);
         });
         return command;

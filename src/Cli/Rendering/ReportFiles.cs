@@ -1,13 +1,16 @@
+using MoECompress.Compression.Reporting;
+
 namespace MoECompress.Cli.Rendering;
 
-/// <summary>Writes report.json and report.md into a folder, each through a temporary file renamed into place.</summary>
+/// <summary>Writes report.json, report.md (and report.html when given) into a folder, each through a temporary file renamed into place.</summary>
 internal static class ReportFiles
 {
-    public static void Write(string dir, string json, string markdown)
+    public static void Write(string dir, string json, string markdown, HtmlReport? html = null)
     {
         Directory.CreateDirectory(dir);
         WriteAtomic(Path.Combine(dir, "report.json"), json);
         WriteAtomic(Path.Combine(dir, "report.md"), markdown);
+        html?.Write(Path.Combine(dir, HtmlReport.FileName));
     }
 
     public static void WriteAtomic(string path, string content)

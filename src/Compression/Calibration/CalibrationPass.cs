@@ -1,5 +1,6 @@
 using MoECompress.Compression.Data;
 using MoECompress.Compression.Model;
+using MoECompress.Compression.Reporting;
 using MoECompress.Compression.Tokenization;
 using MoECompress.Formats.Errors;
 using MoECompress.Formats.Families;
@@ -89,6 +90,6 @@ public static class CalibrationPass
     /// <summary>Reports each streaming step as a line, synchronously on the calling thread.</summary>
     private sealed class ForwardingProgress(IProgress<string> target) : IProgress<StreamingProgress>
     {
-        public void Report(StreamingProgress value) => target.Report(value.ToString());
+        public void Report(StreamingProgress value) => target.ReportUpdate(value.ToUpdate("calibrate"));
     }
 }

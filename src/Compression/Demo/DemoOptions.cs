@@ -16,7 +16,7 @@ public sealed record DemoOptions
     public int SeqLen { get; init; } = 256;
 
     /// <summary>Held-out tokens evaluated per domain (the start of each held-out file).</summary>
-    public int MaxTokensPerDomain { get; init; } = 4096;
+    public int MaxTokensPerDomain { get; init; } = 2048;
 
     /// <summary>Also prune, merge and quantize the model with the default settings and compare each with the original (default on).</summary>
     public bool Compress { get; init; } = true;

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using MoECompress.Compression.Data;
 using MoECompress.Compression.Model;
+using MoECompress.Compression.Reporting;
 using MoECompress.Compression.Tokenization;
 using MoECompress.Formats.Errors;
 using TorchSharp;
@@ -190,7 +191,8 @@ public static class Evaluator
 
         public void Report(StreamingProgress value)
         {
-            if (value.Stage == StreamingStage.LoadingLayer ||
+            if (target.AcceptsUpdates()) target.ReportUpdate(value.ToUpdate("evaluate", label));
+            else if (value.Stage == StreamingStage.LoadingLayer ||
                 (value.Stage == StreamingStage.Embedding && value.SequencesDone == value.SequencesTotal))
                 target.Report(label + value);
         }
@@ -243,8 +245,8 @@ public static class Evaluator
                     sums.Agreements += lpBase.argmax(-1).eq(lpModel.argmax(-1)).sum().item<long>();
                 }
             }
-            if ((s + 1) % reportEvery == 0 || s + 1 == windows.Count)
-                progress?.Report($"scoring: {s + 1}/{windows.Count} windows");
+            if ((s + 1) % reportEvery == 0 || s + 1 == windows.Count || progress.AcceptsUpdates())
+                progress.ReportUpdate(new ProgressUpdate("score", $"scoring: {s + 1}/{windows.Count} windows") { Done = s + 1, Total = windows.Count, Unit = "windows" });
         }
         return sums;
     }

@@ -17,6 +17,10 @@ public class DemoCommandTests
             Assert.InRange(ppl, 1.0, 32000.0);
         }
         Assert.Contains("layer 0:", r.Stdout);
+        // Off a terminal the whole demo stays short: one progress line per step, the summary, the result.
+        int lines = r.Stdout.TrimEnd().Split('\n').Length + r.Stderr.TrimEnd().Split('\n').Length;
+        Assert.True(lines <= 40, $"{lines} lines:\n{r.Stderr}");
+        Assert.Equal(8, r.StderrLines.Count(l => l.Contains("] step ", StringComparison.Ordinal)));
     }
 
     [Fact]
