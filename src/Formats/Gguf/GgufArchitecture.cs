@@ -247,15 +247,18 @@ public sealed class GgufArchitecture
     /// </summary>
     public JsonObject ConfigFrom(GgufFile file)
     {
-        uint U(string key) => (uint)file.Require($"{Name}.{key}", GgufValueType.UInt32).AsUInt64();
-        uint? UOpt(string key) => file.Get($"{Name}.{key}") is { Type: GgufValueType.UInt32 } v ? (uint)v.AsUInt64() : null;
-        double? FOpt(string key) => file.Get($"{Name}.{key}") is { Type: GgufValueType.Float32 } v ? v.AsDouble() : null;
+        int U(string key) => checked((int)file.Require($"{Name}.{key}", GgufValueType.UInt32).AsUInt64());
+        int? UOpt(string key) => file.Get($"{Name}.{key}") is { Type: GgufValueType.UInt32 } v ? checked((int)v.AsUInt64()) : null;
+        // FLOAT32 values as the shortest decimal that round-trips (1e-05, not 9.99999974e-06).
+        double? FOpt(string key) => file.Get($"{Name}.{key}") is { Type: GgufValueType.Float32, Value: float f }
+            ? double.Parse(f.ToString("R", System.Globalization.CultureInfo.InvariantCulture), System.Globalization.CultureInfo.InvariantCulture)
+            : null;
         var hidden = U("embedding_length");
         var heads = U("attention.head_count");
         var layers = U("block_count");
         var experts = U("expert_count");
-        var vocab = UOpt("vocab_size") ?? (uint)(file.Get("tokenizer.ggml.tokens")?.Count ?? 0);
-        if (vocab == 0 && file.Contains("token_embd.weight")) vocab = (uint)file.GetTensor("token_embd.weight").Dimensions[1];
+        var vocab = UOpt("vocab_size") ?? file.Get("tokenizer.ggml.tokens")?.Count ?? 0;
+        if (vocab == 0 && file.Contains("token_embd.weight")) vocab = (int)file.GetTensor("token_embd.weight").Dimensions[1];
         var c = new JsonObject
         {
             ["hidden_size"] = hidden,
