@@ -32,7 +32,6 @@ public sealed class GgufTensorPlan
         var ordered = new List<(int Order, int Seq, GgufTensorEntry Entry)>();
         var mtp = new SortedSet<int>();
         var seq = 0;
-        int kvHeads = 0;
         foreach (var name in checkpoint.Tensors.Names)
         {
             var role = checkpoint.Classify(name);
@@ -54,7 +53,6 @@ public sealed class GgufTensorPlan
                 var r = new ConfigReader(checkpoint.Config, checkpoint.ConfigPath);
                 int nope = r.Int("qk_nope_head_dim"), v = r.Int("v_head_dim"), heads = r.Int("num_attention_heads");
                 long rank = info.Shape[1];
-                kvHeads = heads;
                 if (info.Shape[0] != heads * (nope + v))
                     throw new MoeCompressException(ErrorKind.InvalidConfig, $"{checkpoint.ConfigPath}: '{name}' has {info.Shape[0]} rows, expected num_attention_heads·(qk_nope_head_dim + v_head_dim) = {heads * (nope + v)}");
                 ordered.Add((order, seq++, new GgufTensorEntry($"blk.{layer}.attn_k_b.weight", [nope, rank, heads], GgufTensorSourceKind.KvBKeys, name, layer, null)));
@@ -76,7 +74,6 @@ public sealed class GgufTensorPlan
             }
         var entries = ordered.OrderBy(o => o.Order).ThenBy(o => o.Seq).Select(o => o.Entry).ToList();
         foreach (var e in entries) e.Requested = RequestedType(e, options);
-        _ = kvHeads;
         return new GgufTensorPlan(entries, mtp.ToList());
     }
 

@@ -155,6 +155,25 @@ internal static class GgmlKQuantCodec
         return max / levels;
     }
 
+    /// <summary>Q3_K / Q6_K: 16 symmetric sub-blocks of 16 (codes in [−nmax, nmax−1]) whose signed scales are quantized to
+    /// [−levels, levels−1] against one fp16 super-scale written at <paramref name="dAt"/> (the largest-magnitude scale
+    /// maps to −levels). Returns the stored super-scale; <paramref name="l"/> gets the scale levels.</summary>
+    private static float SignedSubScales(ReadOnlySpan<float> x, ReadOnlySpan<float> w, int nmax, int levels, Span<int> q, Span<int> l,
+        Span<byte> dst, int dAt)
+    {
+        Span<float> scales = stackalloc float[16];
+        float maxScale = 0, amax = 0;
+        for (var s = 0; s < 16; s++)
+        {
+            scales[s] = GgmlScaleFit.Symmetric(x.Slice(16 * s, 16), w.IsEmpty ? w : w.Slice(16 * s, 16), nmax, q.Slice(16 * s, 16));
+            if (MathF.Abs(scales[s]) > amax) { amax = MathF.Abs(scales[s]); maxScale = scales[s]; }
+        }
+        if (amax == 0) return 0;
+        var iscale = -levels / maxScale;
+        for (var s = 0; s < 16; s++) l[s] = Math.Clamp((int)MathF.Round(iscale * scales[s]), -levels, levels - 1);
+        return GgmlCodec.WriteHalf(dst, dAt, 1 / iscale);
+    }
+
     private static void QuantizeQ2K(ReadOnlySpan<float> x, ReadOnlySpan<float> w, Span<byte> dst)
     {
         Span<float> scales = stackalloc float[16], mins = stackalloc float[16];
@@ -177,21 +196,8 @@ internal static class GgmlKQuantCodec
 
     private static void QuantizeQ3K(ReadOnlySpan<float> x, ReadOnlySpan<float> w, Span<byte> dst)
     {
-        Span<float> scales = stackalloc float[16];
         Span<int> q = stackalloc int[256], l = stackalloc int[16];
-        float maxScale = 0, amax = 0;
-        for (var s = 0; s < 16; s++)
-        {
-            scales[s] = GgmlScaleFit.Symmetric(x.Slice(16 * s, 16), w.IsEmpty ? w : w.Slice(16 * s, 16), 4, q.Slice(16 * s, 16));
-            if (MathF.Abs(scales[s]) > amax) { amax = MathF.Abs(scales[s]); maxScale = scales[s]; }
-        }
-        float d = 0;
-        if (amax > 0)
-        {
-            var iscale = -32f / maxScale;
-            for (var s = 0; s < 16; s++) l[s] = Math.Clamp((int)MathF.Round(iscale * scales[s]), -32, 31);
-            d = GgmlCodec.WriteHalf(dst, 108, 1 / iscale);
-        }
+        var d = SignedSubScales(x, w, 4, 32, q, l, dst, 108);
         for (var s = 0; s < 16; s++)
         {
             GgmlCodec.Requantize(x.Slice(16 * s, 16), d * l[s], 0, -4, 3, q.Slice(16 * s, 16));
@@ -233,21 +239,8 @@ internal static class GgmlKQuantCodec
 
     private static void QuantizeQ6K(ReadOnlySpan<float> x, ReadOnlySpan<float> w, Span<byte> dst)
     {
-        Span<float> scales = stackalloc float[16];
         Span<int> q = stackalloc int[256], l = stackalloc int[16];
-        float maxScale = 0, amax = 0;
-        for (var s = 0; s < 16; s++)
-        {
-            scales[s] = GgmlScaleFit.Symmetric(x.Slice(16 * s, 16), w.IsEmpty ? w : w.Slice(16 * s, 16), 32, q.Slice(16 * s, 16));
-            if (MathF.Abs(scales[s]) > amax) { amax = MathF.Abs(scales[s]); maxScale = scales[s]; }
-        }
-        float d = 0;
-        if (amax > 0)
-        {
-            var iscale = -128f / maxScale;
-            for (var s = 0; s < 16; s++) l[s] = Math.Clamp((int)MathF.Round(iscale * scales[s]), -128, 127);
-            d = GgmlCodec.WriteHalf(dst, 208, 1 / iscale);
-        }
+        var d = SignedSubScales(x, w, 32, 128, q, l, dst, 208);
         for (var s = 0; s < 16; s++)
         {
             dst[192 + s] = (byte)(sbyte)l[s];
