@@ -7,6 +7,7 @@ using MoECompress.Benchmarks;
 //   dotnet run -c Release --project tests/MoECompress.Benchmarks -- quantize                (LP solve, RTN GB/s, GPTQ s/expert)
 //   dotnet run -c Release --project tests/MoECompress.Benchmarks -- quality                 (the README's quality tables, demo model)
 //   dotnet run -c Release --project tests/MoECompress.Benchmarks -- scale                   (peak RSS at L and 4L layers, real widths)
+//   dotnet run -c Release --project tests/MoECompress.Benchmarks -- gguf                    (the README's GGUF table, demo model)
 return args.Length switch
 {
     > 0 when args[0] == "io" => IoBenchmark.Run(args[1..]),
@@ -19,6 +20,7 @@ return args.Length switch
     > 0 when args[0] == "quality" => QualityBenchmark.Run(args[1..]),
     > 0 when args[0] == "scale" => ScaleBenchmark.Run(args[1..]),
     > 0 when args[0] == ScaleBenchmark.ChildVerb => ScaleBenchmark.RunChild(args[1..]),
+    > 0 when args[0] == "gguf" => GgufBenchmark.Run(args[1..]),
     _ => Usage(),
 };
 
@@ -28,6 +30,7 @@ static int Usage()
     Console.Error.WriteLine("       moe-compress-bench calibrate [--layers 4] [--hidden 256] [--samples 32] [--seq-len 256]");
     Console.Error.WriteLine("       moe-compress-bench compress [--size 1GB] [--samples 8] [--seq-len 128]");
     Console.Error.WriteLine("       moe-compress-bench quantize [--layers 58] [--experts 256] [--widths 5] [--hidden 2048] [--intermediate 1408] [--bits 4]");
+    Console.Error.WriteLine("       moe-compress-bench gguf [--out DIR] [--samples 32] [--seq-len 256] [--eval-tokens 2048]");
     Console.Error.WriteLine("       moe-compress-bench quality [--out DIR] [--section prune|merge|task|quantize|propagation]... [--samples 32] [--seq-len 256] [--eval-tokens 2048]");
     Console.Error.WriteLine("       moe-compress-bench scale [--fixture mixtral|qwen3-30b-a3b|deepseek-v2-lite]... [--layers 1] [--step calibrate|quantize|prune]... [--method gptq|rtn] [--bits 3] [--mixed] [--max-memory-gb 16] [--samples 8] [--seq-len 128] [--dir DIR]");
     return 2;

@@ -20,9 +20,10 @@ internal static class QuantizeCommand
         var bits = new Option<double?>("--bits") { Description = "Average bits per routed-expert weight, e.g. 2.5 (with --uniform: the width of every expert)" };
         var size = new Option<string?>("--size") { Description = "Size budget of the output's tensors, e.g. 12GB or 500MB (packed formats)" };
         var method = new Option<string>("--method") { Description = "gptq (per-expert Hessians collected layer by layer) or rtn", DefaultValueFactory = _ => "gptq" };
-        var format = new Option<string>("--format") { Description = "gptq, compressed-tensors or dequantized (bf16 fake-quant)", DefaultValueFactory = _ => "gptq" };
+        var format = new Option<string>("--format") { Description = "gptq, compressed-tensors, dequantized (bf16 fake-quant) or gguf (one .gguf file for llama.cpp)", DefaultValueFactory = _ => "gptq" };
         var granularity = new Option<string>("--granularity") { Description = "expert (one width per expert) or layer (one per MoE layer, for vLLM's fused kernels)", DefaultValueFactory = _ => "expert" };
-        var uniform = new Option<bool>("--uniform") { Description = "Every routed expert at --bits (no allocation; baselines)" };
+        var uniform = new Option<string?>("--uniform") { Description = "Every routed expert at --bits (no allocation; baselines); with --format gguf: one ggml type for every weight (F16, BF16, Q8_0, Q4_K, ...)", Arity = ArgumentArity.ZeroOrOne };
+        var tensorTypes = new Option<string[]>("--tensor-type") { Description = "--format gguf: REGEX=TYPE type of the GGUF tensors whose name matches (repeatable; first match wins)" };
         var candidates = new Option<string>("--candidates") { Description = "Widths the allocation may choose, comma-separated (1,2,3,4,8)", DefaultValueFactory = _ => "2,3,4" };
         var groupSize = new Option<int>("--group-size") { Description = "Input columns per scale/zero group (-1 = whole row)", DefaultValueFactory = _ => 128 };
         var sym = new Option<bool>("--sym") { Description = "Symmetric quantization" };
@@ -42,11 +43,14 @@ internal static class QuantizeCommand
         var command = new Command("quantize", "Quantize routed experts at mixed precision (widths chosen by an OR-Tools allocation)")
         {
             input, output, bits, size, method, format, granularity, uniform, candidates, groupSize, sym, actOrder, gateWeighted,
-            alpha, beta, gamma, attentionBits, sharedBits, propagate, maxMemory, layers, resume, maxChunk,
+            alpha, beta, gamma, attentionBits, sharedBits, propagate, maxMemory, layers, resume, maxChunk, tensorTypes,
         };
         foreach (var o in shared.All) command.Options.Add(o);
         command.SetAction(async (parse, ct) =>
         {
+            if (string.Equals(parse.GetValue(format), "gguf", StringComparison.OrdinalIgnoreCase))
+                return await GgufQuantizeCommand.RunAsync(parse, input, output, bits, size, uniform, candidates, tensorTypes, shared, stdout, stderr, ct);
+            if (parse.GetValue(uniform) is { } typeName) throw OptionChecks.Usage("--uniform", $"takes a ggml type ('{typeName}') only with --format gguf");
             var widths = ParseWidths(parse.GetValue(candidates)!);
             var options = new QuantizeOptions
             {
@@ -57,7 +61,7 @@ internal static class QuantizeCommand
                 Method = OptionChecks.ParseEnum<QuantizeMethod>(parse.GetValue(method)!, "--method"),
                 Format = QuantizedFormats.Parse(parse.GetValue(format)!),
                 Granularity = OptionChecks.ParseEnum<BitAllocationGranularity>(parse.GetValue(granularity)!, "--granularity"),
-                Uniform = parse.GetValue(uniform),
+                Uniform = parse.GetResult(uniform) is not null,
                 Candidates = widths,
                 GroupSize = parse.GetValue(groupSize),
                 Symmetric = parse.GetValue(sym),

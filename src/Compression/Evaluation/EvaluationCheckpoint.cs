@@ -21,17 +21,20 @@ internal sealed class EvaluationCheckpoint : IDisposable
     public string Directory => Checkpoint.Directory;
 
     public EvaluatedModel Describe() =>
-        new(Directory, Engine.Family.Name, Engine.MoE.NumExperts, Engine.Config.NumLayers,
-            Checkpoint.Tensors is Formats.Quantized.QuantizedTensorSource packed
-                ? packed.StoredTensorBytes // the packed bytes on disk, not the dequantized view
-                : Checkpoint.Tensors.Names.Sum(n => Checkpoint.Tensors.GetInfo(n).ByteLength));
+        new(Checkpoint.Tensors is Formats.Gguf.GgufTensorSource g ? g.File.Path : Directory, Engine.Family.Name, Engine.MoE.NumExperts, Engine.Config.NumLayers,
+            Checkpoint.Tensors switch
+            {
+                Formats.Quantized.QuantizedTensorSource packed => packed.StoredTensorBytes, // the packed bytes on disk, not the dequantized view
+                Formats.Gguf.GgufTensorSource gguf => gguf.StoredTensorBytes,
+                var t => t.Names.Sum(n => t.GetInfo(n).ByteLength),
+            });
 
     /// <summary>Opens <paramref name="directory"/>; <paramref name="role"/> ("model", "--base") names it in errors.</summary>
     /// <exception cref="MoeCompressException">Missing folder (Usage), bad config or checkpoint, or a family without a forward pass (Infeasible).</exception>
     public static EvaluationCheckpoint Open(string directory, string role)
     {
         var dir = Path.GetFullPath(directory);
-        if (!System.IO.Directory.Exists(dir))
+        if (!System.IO.Directory.Exists(dir) && !Formats.Gguf.GgufTensorSource.IsGgufPath(dir))
             throw new MoeCompressException(ErrorKind.Usage, $"{role} {dir}: model folder not found");
         var checkpoint = ModelCheckpoint.Open(dir);
         try

@@ -59,6 +59,7 @@ public sealed class ModelCheckpoint : IDisposable
     {
         options ??= new ModelCheckpointOptions();
         var full = Path.GetFullPath(dir);
+        if (Gguf.GgufTensorSource.IsGgufPath(full)) return OpenGguf(full, options, cancellationToken);
         var configPath = Path.Combine(full, ConfigFileName);
         var config = ConfigReader.LoadFile(configPath);
         var family = FamilyRegistry.Detect(config, configPath);
@@ -73,6 +74,24 @@ public sealed class ModelCheckpoint : IDisposable
         catch
         {
             tensors.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>A .gguf file read through <see cref="Gguf.GgufTensorSource"/> (dequantized, Hugging Face names); the
+    /// checkpoint's <see cref="Directory"/> is the file's folder and <see cref="ConfigPath"/> the file.</summary>
+    private static ModelCheckpoint OpenGguf(string path, ModelCheckpointOptions options, CancellationToken cancellationToken)
+    {
+        var source = Gguf.GgufTensorSource.Open(path);
+        try
+        {
+            var family = FamilyRegistry.Detect(source.Config, path);
+            var moe = family.ReadConfig(source.Config, path);
+            return Validate(Path.GetDirectoryName(path)!, path, source.Config, family, moe, source, source, options, cancellationToken);
+        }
+        catch
+        {
+            source.Dispose();
             throw;
         }
     }

@@ -37,10 +37,10 @@ public static class CheckpointInspector
             // A packed quantized module is presented dequantized: count the bytes it takes on disk.
             long b = tensors is Quantized.QuantizedTensorSource packed && packed.ModuleOf(name) is { } module
                 ? module.Parts.Sum(part => packed.Inner.GetInfo(part).ByteLength)
-                : info.ByteLength;
+                : tensors is Gguf.GgufTensorSource gguf ? gguf.Stored(name).Bytes : info.ByteLength;
             total += p;
             totalBytes += b;
-            var key = info.DType.ToHeaderName();
+            var key = tensors is Gguf.GgufTensorSource g ? "gguf " + g.Stored(name).Type : info.DType.ToHeaderName();
             dtypes[key] = dtypes.TryGetValue(key, out var d) ? (d.Count + 1, d.Bytes + b) : (1, b);
             bytes.Add(role.Role, b);
             parameters.Add(role.Role, p);
@@ -74,7 +74,7 @@ public static class CheckpointInspector
 
         return new InspectionReport
         {
-            Directory = checkpoint.Directory,
+            Directory = checkpoint.Tensors is Gguf.GgufTensorSource ggufFile ? ggufFile.File.Path : checkpoint.Directory,
             Family = checkpoint.Family.Name,
             Architecture = moe.Architecture,
             HiddenSize = moe.HiddenSize,
