@@ -6,6 +6,7 @@ using MoECompress.Benchmarks;
 //   dotnet run -c Release --project tests/MoECompress.Benchmarks -- compress [--size 1GB]   (prune/merge/quantize vs cp)
 //   dotnet run -c Release --project tests/MoECompress.Benchmarks -- quantize                (LP solve, RTN GB/s, GPTQ s/expert)
 //   dotnet run -c Release --project tests/MoECompress.Benchmarks -- quality                 (the README's quality tables, demo model)
+//   dotnet run -c Release --project tests/MoECompress.Benchmarks -- fuzz [--inputs 1000000] (mutated headers/index/config: crashes, hangs)
 return args.Length switch
 {
     > 0 when args[0] == "io" => IoBenchmark.Run(args[1..]),
@@ -16,6 +17,7 @@ return args.Length switch
     > 0 when args[0] == CompressionBenchmark.ChildVerb => CompressionBenchmark.RunChild(args[1..]),
     > 0 when args[0] == "quantize" => QuantizationBenchmark.Run(args[1..]),
     > 0 when args[0] == "quality" => QualityBenchmark.Run(args[1..]),
+    > 0 when args[0] == "fuzz" => FuzzBenchmark.Run(args[1..]),
     _ => Usage(),
 };
 
@@ -26,5 +28,6 @@ static int Usage()
     Console.Error.WriteLine("       moe-compress-bench compress [--size 1GB] [--samples 8] [--seq-len 128]");
     Console.Error.WriteLine("       moe-compress-bench quantize [--layers 58] [--experts 256] [--widths 5] [--hidden 2048] [--intermediate 1408] [--bits 4]");
     Console.Error.WriteLine("       moe-compress-bench quality [--out DIR] [--section prune|merge|task|quantize]... [--samples 32] [--seq-len 256] [--eval-tokens 2048]");
+    Console.Error.WriteLine("       moe-compress-bench fuzz [--inputs 1000000] [--seed 1] [--threads N] [--hang-seconds 10] [--out DIR]");
     return 2;
 }
