@@ -14,7 +14,9 @@ namespace MoECompress.Formats.Safetensors;
 /// the destination; the caller then <see cref="Write(string, ReadOnlySpan{byte})">writes</see> each planned tensor
 /// exactly once, in any order and from any thread; <see cref="Commit"/> writes the index and the manifest, flushes,
 /// and renames the folder into place. Disposing without a commit deletes the temporary folder: a destination is
-/// either complete or absent.
+/// either complete or absent. A writer that is killed leaves its temporary folder and its lock file
+/// (<c>.NAME.tmp-XXXXXXXX</c>, <c>.NAME.tmp-XXXXXXXX.lock</c>); the next writer for the same destination deletes
+/// them once no running process holds the lock (see <see cref="TemporaryFolderLock"/>).
 /// </summary>
 /// <remarks>
 /// <para>Shard files are named as transformers names them: <c>model.safetensors</c> for a single shard (no index),
@@ -86,6 +88,7 @@ public sealed unsafe class CheckpointWriter : IDisposable
     private bool _stopHashing, _committing, _committed, _disposed, _faulted, _commitAttempted;
     private long _writtenBytes;
     private int _pendingTensors;
+    private readonly TemporaryFolderLock _folderLock;
 
     /// <summary>Full path of the checkpoint directory that <see cref="Commit"/> creates.</summary>
     public string Destination { get; }
@@ -108,11 +111,12 @@ public sealed unsafe class CheckpointWriter : IDisposable
     /// <summary>Tensor bytes written so far (for progress).</summary>
     public long WrittenTensorBytes => Interlocked.Read(ref _writtenBytes);
 
-    private CheckpointWriter(string destination, string tempDir, CheckpointWriterOptions options, ShardState[] shards,
-        Dictionary<string, Slot> slots, bool writesIndex, long totalBytes)
+    private CheckpointWriter(string destination, string tempDir, TemporaryFolderLock folderLock, CheckpointWriterOptions options,
+        ShardState[] shards, Dictionary<string, Slot> slots, bool writesIndex, long totalBytes)
     {
         Destination = destination;
         TemporaryDirectory = tempDir;
+        _folderLock = folderLock;
         _options = options;
         _shards = shards;
         _slots = slots;
@@ -150,13 +154,18 @@ public sealed unsafe class CheckpointWriter : IDisposable
         string parent = Path.GetDirectoryName(destination)
                         ?? throw new ArgumentException("destination cannot be a file-system root", nameof(destinationDir));
         string tempDir = Path.Combine(parent, $".{Path.GetFileName(destination)}.tmp-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4))}");
+        TemporaryFolderLock? folderLock = null;
         try
         {
             Directory.CreateDirectory(parent);
+            // Leftovers of writers that were killed before they could clean up (see TemporaryFolderLock).
+            TemporaryFolderLock.CleanStale(parent, Path.GetFileName(destination));
+            folderLock = TemporaryFolderLock.Acquire(tempDir);
             Directory.CreateDirectory(tempDir);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
+            folderLock?.Dispose();
             throw new MoeCompressException(ErrorKind.Io, $"{tempDir}: cannot create the temporary folder: {SafetensorsFile.OneLine(e.Message)}", e);
         }
 
@@ -194,7 +203,7 @@ public sealed unsafe class CheckpointWriter : IDisposable
             total += planned.TensorBytes;
         }
 
-        var writer = new CheckpointWriter(destination, tempDir, options, shards, slots, writesIndex, total);
+        var writer = new CheckpointWriter(destination, tempDir, folderLock, options, shards, slots, writesIndex, total);
         try
         {
             foreach (var shard in shards) writer.CreateShardFile(shard);
@@ -957,6 +966,7 @@ public sealed unsafe class CheckpointWriter : IDisposable
             throw;
         }
         _committed = true;
+        _folderLock.Dispose();
         if (_options.FlushToDisk) NativeFileOps.TrySyncDirectory(parent);
         if (aside is not null)
         {
@@ -1025,5 +1035,6 @@ public sealed unsafe class CheckpointWriter : IDisposable
                 catch (Exception again) when (again is IOException or UnauthorizedAccessException) { }
             }
         }
+        _folderLock.Dispose();
     }
 }
