@@ -15,6 +15,7 @@ namespace MoECompress.Tests.Reliability;
 /// identical (the manifest's hash of such a file is left out too); the Markdown report
 /// (a rendering of the JSON one, with durations) is not compared.
 /// </summary>
+[Collection(nameof(LibtorchThreadCount))]
 public sealed class DeterminismTests
 {
     private static string[] Calibration => ["--data", QuantizeTestData.TokenData, "--samples", "4", "--seq-len", "32", "--seed", "3"];
