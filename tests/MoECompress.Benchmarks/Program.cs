@@ -8,6 +8,7 @@ using MoECompress.Benchmarks;
 //   dotnet run -c Release --project tests/MoECompress.Benchmarks -- quality                 (the README's quality tables, demo model)
 //   dotnet run -c Release --project tests/MoECompress.Benchmarks -- scale                   (peak RSS at L and 4L layers, real widths)
 //   dotnet run -c Release --project tests/MoECompress.Benchmarks -- gguf                    (the README's GGUF table, demo model)
+//   dotnet run -c Release --project tests/MoECompress.Benchmarks -- fuzz [--inputs 1000000] (mutated headers/index/config: crashes, hangs)
 return args.Length switch
 {
     > 0 when args[0] == "io" => IoBenchmark.Run(args[1..]),
@@ -21,6 +22,7 @@ return args.Length switch
     > 0 when args[0] == "scale" => ScaleBenchmark.Run(args[1..]),
     > 0 when args[0] == ScaleBenchmark.ChildVerb => ScaleBenchmark.RunChild(args[1..]),
     > 0 when args[0] == "gguf" => GgufBenchmark.Run(args[1..]),
+    > 0 when args[0] == "fuzz" => FuzzBenchmark.Run(args[1..]),
     _ => Usage(),
 };
 
@@ -33,5 +35,6 @@ static int Usage()
     Console.Error.WriteLine("       moe-compress-bench gguf [--out DIR] [--samples 32] [--seq-len 256] [--eval-tokens 2048]");
     Console.Error.WriteLine("       moe-compress-bench quality [--out DIR] [--section prune|merge|task|quantize|propagation]... [--samples 32] [--seq-len 256] [--eval-tokens 2048]");
     Console.Error.WriteLine("       moe-compress-bench scale [--fixture mixtral|qwen3-30b-a3b|deepseek-v2-lite]... [--layers 1] [--step calibrate|quantize|prune]... [--method gptq|rtn] [--bits 3] [--mixed] [--max-memory-gb 16] [--samples 8] [--seq-len 128] [--dir DIR]");
+    Console.Error.WriteLine("       moe-compress-bench fuzz [--inputs 1000000] [--seed 1] [--threads N] [--hang-seconds 10] [--out DIR]");
     return 2;
 }

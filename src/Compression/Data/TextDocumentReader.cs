@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json;
 using MoECompress.Formats.Errors;
+using MoECompress.Formats.Input;
 
 namespace MoECompress.Compression.Data;
 
@@ -45,6 +46,7 @@ public static class TextDocumentReader
     /// <exception cref="MoeCompressException">Empty file, bad JSON line, wrong fields, ids out of range (ErrorKind.Usage), naming file and line.</exception>
     public static IReadOnlyList<TextDocument> ReadFile(string file, TextDocumentSplit split, int vocabSize, CancellationToken cancellationToken = default)
     {
+        InputFile.RequireRegularFile(file, "data file", ErrorKind.Usage); // before opening: a named pipe would block
         var docs = Path.GetExtension(file).Equals(".jsonl", StringComparison.OrdinalIgnoreCase)
             ? ReadJsonLines(file, vocabSize, cancellationToken)
             : ReadText(file, split);

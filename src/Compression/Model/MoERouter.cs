@@ -87,10 +87,14 @@ public sealed class MoERouter : IDisposable
 
         var topIdx = choice.topk(spec.TopK, -1).indexes;
         var weights = scores.gather(1, topIdx);
+        // Explicit scalars held through the native calls: implicit double → Scalar temporaries can be finalized while
+        // libtorch reads them ("Unknown scalar type", seen in the test suite here).
+        using var epsilon = spec.NormalizeEpsilon.ToScalar();
+        using var scaling = spec.ScalingFactor.ToScalar();
         if (spec.Normalize)
-            weights = weights / (weights.sum(-1, keepdim: true) + spec.NormalizeEpsilon);
+            weights = weights.div(weights.sum(-1, keepdim: true).add(epsilon));
         if (spec.ScalingFactor != 1.0)
-            weights = weights * spec.ScalingFactor;
+            weights = weights.mul(scaling);
 
         return new MoERouting(
             z.clone().MoveToOuterDisposeScope(),

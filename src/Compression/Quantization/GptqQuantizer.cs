@@ -210,7 +210,12 @@ public static class GptqQuantizer
         for (double damp = options.DampPercent; damp <= 1.0 + 1e-9; damp += options.DampAutoIncrement)
         {
             using var attempt = NewDisposeScope();
-            var (l, info) = linalg.cholesky_ex(H + eye * (float)(damp * meanDiag));
+            // Explicit scalars held through the native calls: `H + eye * x` creates implicit Scalar temporaries (the
+            // add's alpha among them) that the GC may finalize while libtorch reads them — seen in the test suite as
+            // "Expected false to be true" from c10::Scalar::toFloat inside add.
+            using var dampS = ((float)(damp * meanDiag)).ToScalar();
+            using var oneS = 1f.ToScalar();
+            var (l, info) = linalg.cholesky_ex(H.add(eye.mul(dampS), oneS));
             if (info.item<int>() != 0) continue;
             var inverse = cholesky_inverse(l);
             var (l2, info2) = linalg.cholesky_ex(inverse);

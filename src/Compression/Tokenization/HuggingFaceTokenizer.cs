@@ -1,5 +1,6 @@
 using System.Text.Json;
 using MoECompress.Formats.Errors;
+using MoECompress.Formats.Input;
 using NativeTokenizer = Tokenizers.DotNet.Tokenizer;
 using NativeTokenizerException = Tokenizers.DotNet.TokenizerException;
 
@@ -66,16 +67,10 @@ public sealed class HuggingFaceTokenizer : ITextTokenizer
         config ??= TokenizerConfigFile.Read(Path.GetDirectoryName(path)!);
         options ??= TokenizerOptions.Default;
 
-        byte[] bytes = File.ReadAllBytes(path);
-        JsonDocument doc;
-        try
+        var doc = StrictJson.ReadDocumentFile(path, new StrictJsonOptions
         {
-            doc = JsonDocument.Parse(bytes, new JsonDocumentOptions { MaxDepth = 256 });
-        }
-        catch (JsonException e)
-        {
-            throw new MoeCompressException(ErrorKind.InvalidConfig, $"{path}: not valid JSON ({TokenizerConfigFile.FirstLine(e.Message)})", e);
-        }
+            Kind = ErrorKind.InvalidConfig, MaxDepth = 128, What = "tokenizer.json",
+        });
 
         using (doc)
         {
@@ -275,7 +270,11 @@ public sealed class HuggingFaceTokenizer : ITextTokenizer
                 !spec.TryGetProperty("ids", out var ids) || ids.ValueKind != JsonValueKind.Array)
                 throw new MoeCompressException(ErrorKind.InvalidConfig, $"{path}: TemplateProcessing names special token '{name}' without its ids");
             foreach (var id in ids.EnumerateArray())
-                (seenSequence ? suffix : prefix).Add(id.GetInt32());
+            {
+                if (!id.TryGetInt32(out int value))
+                    throw new MoeCompressException(ErrorKind.InvalidConfig, $"{path}: TemplateProcessing special token '{name}' has an id that is not a 32-bit integer ({id.GetRawText()})");
+                (seenSequence ? suffix : prefix).Add(value);
+            }
         }
     }
 

@@ -1,5 +1,6 @@
 using System.Text;
 using MoECompress.Formats.Errors;
+using MoECompress.Formats.Input;
 
 namespace MoECompress.Compression.Tokenization;
 
@@ -70,8 +71,7 @@ public sealed class SentencePieceModelFile
     public static SentencePieceModelFile Read(string path)
     {
         byte[] data;
-        try { data = File.ReadAllBytes(path); }
-        catch (IOException e) { throw new MoeCompressException(ErrorKind.Io, $"{path}: cannot read ({e.Message})", e); }
+        data = InputFile.ReadAllBytes(path, "SentencePiece model", ErrorKind.InvalidConfig, maxBytes: 1L << 30);
         try
         {
             return Parse(path, data);

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using MoECompress.Formats.Errors;
+using MoECompress.Formats.Input;
 
 namespace MoECompress.Compression.Tokenization;
 
@@ -55,16 +56,10 @@ public sealed record TokenizerConfigFile
 
     private static JsonDocument ParseObject(string path)
     {
-        JsonDocument doc;
-        try
+        var doc = StrictJson.ReadDocumentFile(path, new StrictJsonOptions
         {
-            using var stream = File.OpenRead(path);
-            doc = JsonDocument.Parse(stream, new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip });
-        }
-        catch (JsonException e)
-        {
-            throw new MoeCompressException(ErrorKind.InvalidConfig, $"{path}: not valid JSON ({FirstLine(e.Message)})", e);
-        }
+            Kind = ErrorKind.InvalidConfig, AllowTrailingCommas = true, AllowComments = true, What = Path.GetFileName(path),
+        });
         if (doc.RootElement.ValueKind != JsonValueKind.Object)
         {
             doc.Dispose();

@@ -25,7 +25,27 @@ public class MoeCompressException : Exception
     public ErrorKind Kind { get; }
     public int ExitCode => (int)Kind;
 
-    public MoeCompressException(ErrorKind kind, string message, Exception? inner = null) : base(message, inner) => Kind = kind;
+    /// <summary>
+    /// <paramref name="message"/> is kept on one line: control characters (a newline in a tensor name or key taken from a
+    /// malformed file, for example) are written as escapes (<c>\n</c>, <c>\u001b</c>).
+    /// </summary>
+    public MoeCompressException(ErrorKind kind, string message, Exception? inner = null) : base(OneLine(message), inner) => Kind = kind;
+
+    /// <summary>The text with every control character escaped, so that it prints as one line.</summary>
+    public static string OneLine(string text)
+    {
+        if (!text.Any(char.IsControl)) return text;
+        var sb = new System.Text.StringBuilder(text.Length + 16);
+        foreach (char c in text)
+        {
+            if (!char.IsControl(c)) sb.Append(c);
+            else if (c == '\n') sb.Append("\\n");
+            else if (c == '\r') sb.Append("\\r");
+            else if (c == '\t') sb.Append("\\t");
+            else sb.Append("\\u").Append(((int)c).ToString("x4"));
+        }
+        return sb.ToString();
+    }
 }
 
 /// <summary>A malformed checkpoint: names the file, and the tensor and byte offset where they apply.</summary>

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using MoECompress.Formats.Errors;
+using MoECompress.Formats.Input;
 
 namespace MoECompress.Formats.Families;
 
@@ -122,26 +123,25 @@ public sealed class ConfigReader
         throw Error(key, $"must be an integer, got {node.ToJsonString()}");
     }
 
-    /// <summary>Reads config.json from disk: missing or malformed files raise InvalidConfig naming the file.</summary>
+    /// <summary>How config.json is read: strict (see <see cref="StrictJson"/>), trailing commas tolerated.</summary>
+    public static StrictJsonOptions JsonOptions { get; } = new()
+    {
+        Kind = ErrorKind.InvalidConfig, AllowTrailingCommas = true, MaxDepth = 32, MaxBytes = 64 << 20, What = "config.json",
+    };
+
+    /// <summary>
+    /// Reads config.json from disk: a missing file, a path that is not a regular file, or malformed JSON (invalid UTF-8,
+    /// unpaired surrogate escapes, duplicate keys, numbers out of range, nesting deeper than 32) raise InvalidConfig
+    /// naming the file and the JSON path.
+    /// </summary>
     public static JsonObject LoadFile(string configPath)
     {
-        if (!File.Exists(configPath))
+        if (InputFile.KindOf(configPath) == InputFileKind.Missing)
             throw new MoeCompressException(ErrorKind.InvalidConfig, $"{configPath}: file not found (every checkpoint needs a config.json)");
-        string text;
-        try { text = File.ReadAllText(configPath); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new MoeCompressException(ErrorKind.Io, $"{configPath}: cannot read: {e.Message}", e);
-        }
-        try
-        {
-            return JsonNode.Parse(text, documentOptions: new JsonDocumentOptions { AllowTrailingCommas = true }) as JsonObject
-                ?? throw new MoeCompressException(ErrorKind.InvalidConfig, $"{configPath}: must hold a JSON object");
-        }
-        catch (JsonException e)
-        {
-            throw new MoeCompressException(ErrorKind.InvalidConfig,
-                $"{configPath}: invalid JSON at line {e.LineNumber + 1}, position {e.BytePositionInLine + 1}: {e.Message.Split('.')[0]}", e);
-        }
+        return StrictJson.ReadObjectFile(configPath, JsonOptions);
     }
+
+    /// <summary>Parses config.json text already in memory with the checks of <see cref="LoadFile"/>.</summary>
+    public static JsonObject Parse(ReadOnlySpan<byte> utf8, string configPath) =>
+        StrictJson.RequireObject(StrictJson.Parse(utf8, configPath, JsonOptions), configPath, JsonOptions);
 }

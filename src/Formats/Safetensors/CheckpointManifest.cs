@@ -66,19 +66,16 @@ public sealed class CheckpointManifest
     public static CheckpointManifest Read(string directory)
     {
         string path = System.IO.Path.GetFullPath(System.IO.Path.Combine(directory, FileName));
+        if (!File.Exists(path) && !System.IO.Directory.Exists(path))
+            throw new CheckpointFormatException(path, null, null, "manifest not found", ErrorKind.Io);
         JsonObject json;
         try
         {
-            json = JsonNode.Parse(File.ReadAllBytes(path)) as JsonObject
-                   ?? throw new CheckpointFormatException(path, null, null, "manifest must be a JSON object");
+            json = Input.StrictJson.ReadObjectFile(path, new Input.StrictJsonOptions { Kind = ErrorKind.InvalidCheckpoint, What = "manifest" });
         }
-        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        catch (Input.JsonFormatException e)
         {
-            throw new CheckpointFormatException(path, null, null, "manifest not found", ErrorKind.Io);
-        }
-        catch (JsonException e)
-        {
-            throw new CheckpointFormatException(path, null, null, $"manifest is not valid JSON ({SafetensorsHeader.TrimJsonMessage(e.Message)})");
+            throw new CheckpointFormatException(path, null, e.Offset, $"manifest is not valid JSON at {e.JsonPath}: {e.Problem}");
         }
         try
         {

@@ -14,7 +14,9 @@ namespace MoECompress.Formats.Safetensors;
 /// the destination; the caller then <see cref="Write(string, ReadOnlySpan{byte})">writes</see> each planned tensor
 /// exactly once, in any order and from any thread; <see cref="Commit"/> writes the index and the manifest, flushes,
 /// and renames the folder into place. Disposing without a commit deletes the temporary folder: a destination is
-/// either complete or absent.
+/// either complete or absent. A writer that is killed leaves its temporary folder and its lock file
+/// (<c>.NAME.tmp-XXXXXXXX</c>, <c>.NAME.tmp-XXXXXXXX.lock</c>); the next writer for the same destination deletes
+/// them once no running process holds the lock (see <see cref="TemporaryFolderLock"/>).
 /// </summary>
 /// <remarks>
 /// <para>Shard files are named as transformers names them: <c>model.safetensors</c> for a single shard (no index),
@@ -86,6 +88,7 @@ public sealed unsafe class CheckpointWriter : IDisposable
     private bool _stopHashing, _committing, _committed, _disposed, _faulted, _commitAttempted;
     private long _writtenBytes;
     private int _pendingTensors;
+    private readonly TemporaryFolderLock _folderLock;
 
     /// <summary>Name of the progress journal inside a resumable temporary folder.</summary>
     public const string JournalFileName = ".moe-compress-journal.json";
@@ -171,11 +174,12 @@ public sealed unsafe class CheckpointWriter : IDisposable
         _progressSaved = true;
     }
 
-    private CheckpointWriter(string destination, string tempDir, CheckpointWriterOptions options, ShardState[] shards,
-        Dictionary<string, Slot> slots, bool writesIndex, long totalBytes)
+    private CheckpointWriter(string destination, string tempDir, TemporaryFolderLock folderLock, CheckpointWriterOptions options,
+        ShardState[] shards, Dictionary<string, Slot> slots, bool writesIndex, long totalBytes)
     {
         Destination = destination;
         TemporaryDirectory = tempDir;
+        _folderLock = folderLock;
         _options = options;
         _shards = shards;
         _slots = slots;
@@ -225,13 +229,18 @@ public sealed unsafe class CheckpointWriter : IDisposable
                     $"{tempDir}: partial output of an interrupted run is in the way; add --resume to continue it, or delete that folder");
             (resumedNames, resumedState) = ReadJournal(tempDir, planHash);
         }
+        TemporaryFolderLock? folderLock = null;
         try
         {
             Directory.CreateDirectory(parent);
+            // Leftovers of writers that were killed before they could clean up (see TemporaryFolderLock).
+            TemporaryFolderLock.CleanStale(parent, Path.GetFileName(destination));
+            folderLock = options.Resumable ? TemporaryFolderLock.AcquireOrTakeOver(tempDir) : TemporaryFolderLock.Acquire(tempDir);
             Directory.CreateDirectory(tempDir);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
+            folderLock?.Dispose();
             throw new MoeCompressException(ErrorKind.Io, $"{tempDir}: cannot create the temporary folder: {SafetensorsFile.OneLine(e.Message)}", e);
         }
 
@@ -269,7 +278,7 @@ public sealed unsafe class CheckpointWriter : IDisposable
             total += planned.TensorBytes;
         }
 
-        var writer = new CheckpointWriter(destination, tempDir, options, shards, slots, writesIndex, total) { _planHash = planHash };
+        var writer = new CheckpointWriter(destination, tempDir, folderLock, options, shards, slots, writesIndex, total) { _planHash = planHash };
         try
         {
             if (resumedNames is not null)
@@ -1131,6 +1140,7 @@ public sealed unsafe class CheckpointWriter : IDisposable
             throw;
         }
         _committed = true;
+        _folderLock.Dispose();
         if (_options.FlushToDisk) NativeFileOps.TrySyncDirectory(parent);
         if (aside is not null)
         {
@@ -1202,5 +1212,6 @@ public sealed unsafe class CheckpointWriter : IDisposable
                 catch (Exception again) when (again is IOException or UnauthorizedAccessException) { }
             }
         }
+        _folderLock.Dispose();
     }
 }

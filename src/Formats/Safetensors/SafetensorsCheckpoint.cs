@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using MoECompress.Formats.Errors;
+using MoECompress.Formats.Input;
 using TorchSharp;
 
 namespace MoECompress.Formats.Safetensors;
@@ -128,12 +129,13 @@ public sealed class SafetensorsCheckpoint : ITensorSource, IDisposable
         shardNames.Sort(StringComparer.Ordinal);
         foreach (var shard in shardNames)
         {
-            if (!File.Exists(System.IO.Path.Combine(directory, shard)))
+            var kind = InputFile.KindOf(System.IO.Path.Combine(directory, shard));
+            if (kind != InputFileKind.Regular)
             {
                 int others = countOf[shard] - 1;
                 throw new CheckpointFormatException(index.Path, firstTensorOf[shard], null,
                     $"index maps this tensor{(others > 0 ? $" and {others} other(s)" : "")} to shard '{shard}', " +
-                    "but that file does not exist");
+                    (kind == InputFileKind.Missing ? "but that file does not exist" : $"but that path {InputFile.Describe(kind)}"));
             }
         }
 

@@ -2,6 +2,7 @@ using System.IO.MemoryMappedFiles;
 using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
 using MoECompress.Formats.Errors;
+using MoECompress.Formats.Input;
 using TorchSharp;
 
 namespace MoECompress.Formats.Safetensors;
@@ -89,6 +90,12 @@ public sealed unsafe class SafetensorsFile : ITensorSource, IDisposable
     public static SafetensorsFile Open(string path)
     {
         string full = System.IO.Path.GetFullPath(path);
+        // Checked before opening: opening a named pipe blocks until a writer appears, a device never ends.
+        var kind = InputFile.KindOf(full);
+        if (kind == InputFileKind.Missing)
+            throw new CheckpointFormatException(full, null, null, "file not found", ErrorKind.Io);
+        if (kind != InputFileKind.Regular)
+            throw new CheckpointFormatException(full, null, null, $"the safetensors file {InputFile.Describe(kind)}");
         SafeFileHandle handle;
         try
         {
@@ -132,6 +139,10 @@ public sealed unsafe class SafetensorsFile : ITensorSource, IDisposable
 
             var json = new ReadOnlySpan<byte>(basePointer + 8, checked((int)headerLength));
             var header = SafetensorsHeader.Read(full, json, length - 8 - headerLength);
+            long now = RandomAccess.GetLength(handle);
+            if (now != length)
+                throw new CheckpointFormatException(full, null, null,
+                    $"the file changed size while being read ({length} bytes when opened, {now} later); is another program writing it?");
             return new SafetensorsFile(full, length, handle, map, view, basePointer, header);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)

@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Unicode;
 using MoECompress.Formats.Errors;
+using MoECompress.Formats.Input;
 
 namespace MoECompress.Formats.Safetensors;
 
@@ -78,7 +79,7 @@ public sealed class SafetensorsHeader
     {
         const long headerStart = 8;
         if (!Utf8.IsValid(json))
-            throw new CheckpointFormatException(filePath, null, headerStart + FirstInvalidUtf8(json),
+            throw new CheckpointFormatException(filePath, null, headerStart + StrictJson.FirstInvalidUtf8(json),
                 "header is not valid UTF-8");
 
         if (json.Trim(" \t\r\n"u8).IsEmpty)
@@ -101,7 +102,7 @@ public sealed class SafetensorsHeader
                 Next(ref reader, filePath);
                 if (reader.TokenType == JsonTokenType.EndObject) break;
                 long keyAt = headerStart + reader.TokenStartIndex;
-                string name = reader.GetString()!;
+                string name = NameOrValue(ref reader, filePath, "$");
                 if (!seen.Add(name))
                     throw new CheckpointFormatException(filePath, name == MetadataKey ? null : name, keyAt,
                         name == MetadataKey ? "duplicate __metadata__ entry in header"
@@ -124,8 +125,8 @@ public sealed class SafetensorsHeader
         }
         catch (JsonException e)
         {
-            throw new CheckpointFormatException(filePath, null, headerStart + ErrorOffset(json, e),
-                $"header is not valid JSON ({TrimJsonMessage(e.Message)})");
+            throw new CheckpointFormatException(filePath, null, headerStart + StrictJson.ErrorOffset(json, e),
+                $"header is not valid JSON ({StrictJson.TrimMessage(e.Message)})");
         }
 
         long headerLength = json.Length;
@@ -152,12 +153,12 @@ public sealed class SafetensorsHeader
             Next(ref reader, filePath);
             if (reader.TokenType == JsonTokenType.EndObject) return;
             long keyAt = headerStart + reader.TokenStartIndex;
-            string key = reader.GetString()!;
+            string key = NameOrValue(ref reader, filePath, "$.__metadata__");
             Next(ref reader, filePath);
             if (reader.TokenType != JsonTokenType.String)
                 throw new CheckpointFormatException(filePath, null, headerStart + reader.TokenStartIndex,
                     $"__metadata__ value of '{key}' must be a string, found {Describe(reader.TokenType)}");
-            if (!metadata.TryAdd(key, reader.GetString()!))
+            if (!metadata.TryAdd(key, NameOrValue(ref reader, filePath, "$.__metadata__")))
                 throw new CheckpointFormatException(filePath, null, keyAt, $"duplicate __metadata__ key '{key}'");
         }
     }
@@ -175,9 +176,8 @@ public sealed class SafetensorsHeader
             Next(ref reader, filePath);
             if (reader.TokenType == JsonTokenType.EndObject) break;
             long fieldAt = headerStart + reader.TokenStartIndex;
-            bool isDType = reader.ValueTextEquals("dtype"u8), isShape = reader.ValueTextEquals("shape"u8),
-                isOffsets = reader.ValueTextEquals("data_offsets"u8);
-            string field = reader.GetString()!;
+            string field = NameOrValue(ref reader, filePath, "$");
+            bool isDType = field == "dtype", isShape = field == "shape", isOffsets = field == "data_offsets";
             Next(ref reader, filePath);
             if ((isDType && dtype is not null) || (isShape && shape is not null) || (isOffsets && offsets is not null))
                 throw new CheckpointFormatException(filePath, name, fieldAt, $"duplicate field '{field}'");
@@ -186,7 +186,7 @@ public sealed class SafetensorsHeader
                 if (reader.TokenType != JsonTokenType.String)
                     throw new CheckpointFormatException(filePath, name, headerStart + reader.TokenStartIndex,
                         $"dtype must be a string, found {Describe(reader.TokenType)}");
-                string s = reader.GetString()!;
+                string s = NameOrValue(ref reader, filePath, "$");
                 if (!SafetensorsDTypes.TryParse(s, out var d))
                     throw new CheckpointFormatException(filePath, name, headerStart + reader.TokenStartIndex,
                         $"unknown dtype '{s}' (expected one of {string.Join(", ", SafetensorsDTypes.AllHeaderNames)})");
@@ -358,38 +358,17 @@ public sealed class SafetensorsHeader
         sb.Append('"');
     }
 
-    private static long FirstInvalidUtf8(ReadOnlySpan<byte> bytes)
+    /// <summary>A key or string value; an unpaired surrogate escape in it is a format error of this file.</summary>
+    private static string NameOrValue(ref Utf8JsonReader reader, string filePath, string jsonPath)
     {
-        int i = 0;
-        while (i < bytes.Length)
+        try
         {
-            if (System.Text.Rune.DecodeFromUtf8(bytes[i..], out _, out int consumed) != System.Buffers.OperationStatus.Done)
-                return i;
-            i += consumed;
+            return StrictJson.GetString(ref reader, filePath, jsonPath, 8, ErrorKind.InvalidCheckpoint);
         }
-        return i;
-    }
-
-    /// <summary>Byte offset inside <paramref name="json"/> that a reader exception points at.</summary>
-    internal static long ErrorOffset(ReadOnlySpan<byte> json, JsonException e)
-    {
-        long line = e.LineNumber ?? 0, column = e.BytePositionInLine ?? 0;
-        long at = 0;
-        for (long l = 0; l < line && at < json.Length; l++)
+        catch (JsonFormatException e)
         {
-            int nl = json[(int)at..].IndexOf((byte)'\n');
-            if (nl < 0) break;
-            at += nl + 1;
+            throw new CheckpointFormatException(filePath, null, e.Offset, $"header {e.JsonPath}: {e.Problem}");
         }
-        return Math.Min(at + column, json.Length);
-    }
-
-    /// <summary>A reader exception's message without its position suffix, on one line.</summary>
-    internal static string TrimJsonMessage(string message)
-    {
-        int cut = message.IndexOf(" LineNumber:", StringComparison.Ordinal);
-        if (cut > 0) message = message[..cut];
-        return message.Replace('\n', ' ').Replace('\r', ' ').TrimEnd('.', ' ');
     }
 
     internal static string Describe(JsonTokenType t) => t switch

@@ -2,6 +2,7 @@ using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using MoECompress.Formats.Errors;
+using MoECompress.Formats.Input;
 
 namespace MoECompress.Formats.Safetensors;
 
@@ -50,28 +51,40 @@ public sealed class SafetensorsIndex
     public static SafetensorsIndex Read(string path)
     {
         string full = System.IO.Path.GetFullPath(path);
-        byte[] bytes;
-        try { bytes = File.ReadAllBytes(full); }
-        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
-        {
+        if (!File.Exists(full) && !System.IO.Directory.Exists(full))
             throw new CheckpointFormatException(full, null, null, "index file not found", ErrorKind.Io);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new CheckpointFormatException(full, null, null, $"cannot read index: {SafetensorsFile.OneLine(e.Message)}",
-                ErrorKind.Io);
-        }
-
         JsonDocument doc;
         try
         {
-            doc = JsonDocument.Parse(bytes, new JsonDocumentOptions { AllowTrailingCommas = false, MaxDepth = 64 });
+            doc = StrictJson.ReadDocumentFile(full, JsonOptions);
         }
-        catch (JsonException e)
+        catch (JsonFormatException e)
         {
-            throw new CheckpointFormatException(full, null, SafetensorsHeader.ErrorOffset(bytes, e),
-                $"index is not valid JSON ({SafetensorsHeader.TrimJsonMessage(e.Message)})");
+            throw new CheckpointFormatException(full, null, e.Offset, $"index is not valid JSON at {e.JsonPath}: {e.Problem}");
         }
+        return FromDocument(full, doc);
+    }
+
+    /// <summary>Parses index text already in memory (<paramref name="path"/> names it in errors); same checks as <see cref="Read"/>.</summary>
+    /// <exception cref="CheckpointFormatException">Malformed.</exception>
+    public static SafetensorsIndex Parse(string path, ReadOnlyMemory<byte> utf8)
+    {
+        JsonDocument doc;
+        try
+        {
+            doc = StrictJson.ParseDocument(utf8, path, JsonOptions);
+        }
+        catch (JsonFormatException e)
+        {
+            throw new CheckpointFormatException(path, null, e.Offset, $"index is not valid JSON at {e.JsonPath}: {e.Problem}");
+        }
+        return FromDocument(path, doc);
+    }
+
+    private static readonly StrictJsonOptions JsonOptions = new() { Kind = ErrorKind.InvalidCheckpoint, What = "index" };
+
+    private static SafetensorsIndex FromDocument(string full, JsonDocument doc)
+    {
         using (doc)
         {
             var root = doc.RootElement;

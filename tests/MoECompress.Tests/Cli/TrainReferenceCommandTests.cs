@@ -2,6 +2,7 @@ using MoECompress.Tests.Infrastructure;
 
 namespace MoECompress.Tests.Cli;
 
+[Collection(nameof(MoECompress.Tests.Reliability.LibtorchThreadCount))] // sets libtorch to 1 thread
 public class TrainReferenceCommandTests
 {
     [Fact]

@@ -1,3 +1,4 @@
+using MoECompress.Tests.Infrastructure;
 using MoECompress.Compression.Evaluation;
 using MoECompress.Compression.Model;
 using MoECompress.Formats.Errors;
@@ -89,10 +90,8 @@ public class EvaluatorTests
         var reference = BruteForceMeanNll(BruteForce(engine, tokens, 8, 3), tokens);
         Assert.Equal(22, metrics.TokensScored);
         Assert.Equal(SlidingWindowPlan.Create(23, 8, 3).Windows.Count, metrics.Windows);
-        Assert.Equal(reference, metrics.MeanNll, 4);
-        // exp turns the NLL's absolute tolerance (1e-4, float32 sums) into a relative one: 4 decimals of a perplexity
-        // in the thousands would ask for 1e-7 relative, finer than float32 arithmetic gives.
-        Assert.InRange(metrics.Perplexity / Math.Exp(reference), 1 - 1e-4, 1 + 1e-4);
+        Tolerance.Close(reference, metrics.MeanNll, Tolerance.Float32Sum);
+        Tolerance.Close(Math.Exp(reference), metrics.Perplexity, Tolerance.Float32Sum);
         Assert.True(metrics.Perplexity > 1);
         Assert.Null(metrics.MeanKl);
         Assert.Null(metrics.Top1Agreement);
@@ -113,12 +112,12 @@ public class EvaluatorTests
         Assert.True(Math.Abs(metrics.MeanKl!.Value) < 1e-6, $"KL {metrics.MeanKl}");
         Assert.True(metrics.MaxKl < 1e-6);
         Assert.Equal(1.0, metrics.Top1Agreement);
-        Assert.Equal(metrics.MeanNll, metrics.BaseMeanNll!.Value, 9);
+        Tolerance.Close(metrics.MeanNll, metrics.BaseMeanNll!.Value, Tolerance.Float32);
         Assert.Equal(TinyEvalModel.Layers, metrics.LayerErrors.Count);
         Assert.All(metrics.LayerErrors, e =>
         {
-            Assert.Equal(0.0, e.RelativeError, 9);
-            Assert.Equal(0.0, e.MeanTokenRelativeError, 9);
+            Tolerance.Close(0.0, e.RelativeError, 0, Tolerance.Float32);
+            Tolerance.Close(0.0, e.MeanTokenRelativeError, 0, Tolerance.Float32);
         });
     }
 
@@ -170,18 +169,18 @@ public class EvaluatorTests
 
         Assert.Equal(n, metrics.TokensScored);
         Assert.True(metrics.MeanKl > 1e-4, $"KL {metrics.MeanKl}");
-        Assert.Equal(kl / n, metrics.MeanKl!.Value, 5);
-        Assert.Equal(maxKl, metrics.MaxKl!.Value, 4);
-        Assert.Equal((double)agree / n, metrics.Top1Agreement!.Value, 9);
-        Assert.Equal(BruteForceMeanNll(m, tokens), metrics.MeanNll, 4);
-        Assert.Equal(BruteForceMeanNll(b, tokens), metrics.BaseMeanNll!.Value, 4);
+        Tolerance.Close(kl / n, metrics.MeanKl!.Value, Tolerance.Float32Sum, 1e-7);
+        Tolerance.Close(maxKl, metrics.MaxKl!.Value, Tolerance.Float32Sum, 1e-7);
+        Tolerance.Close((double)agree / n, metrics.Top1Agreement!.Value, Tolerance.Double);
+        Tolerance.Close(BruteForceMeanNll(m, tokens), metrics.MeanNll, Tolerance.Float32Sum);
+        Tolerance.Close(BruteForceMeanNll(b, tokens), metrics.BaseMeanNll!.Value, Tolerance.Float32Sum);
         // Layer 0 is untouched: no error; layer 1 is perturbed.
-        Assert.Equal(0.0, metrics.LayerErrors[0].RelativeError, 9);
+        Tolerance.Close(0.0, metrics.LayerErrors[0].RelativeError, 0, Tolerance.Float32);
         Assert.True(metrics.LayerErrors[1].RelativeError > 1e-3);
         for (var l = 0; l < TinyEvalModel.Layers; l++)
         {
-            Assert.Equal(Math.Sqrt(diffSq[l] / baseSq[l]), metrics.LayerErrors[l].RelativeError, 5);
-            Assert.Equal(tokenRatio[l] / n, metrics.LayerErrors[l].MeanTokenRelativeError, 5);
+            Tolerance.Close(Math.Sqrt(diffSq[l] / baseSq[l]), metrics.LayerErrors[l].RelativeError, Tolerance.Float32Sum, 1e-7);
+            Tolerance.Close(tokenRatio[l] / n, metrics.LayerErrors[l].MeanTokenRelativeError, Tolerance.Float32Sum, 1e-7);
         }
     }
 

@@ -33,7 +33,7 @@ public class ModelCheckpointTests
         using var dir = new TempDirectory();
         SyntheticCheckpoint.Write("mixtral", dir.Path);
         File.WriteAllText(Path.Combine(dir.Path, "config.json"), "{ \"architectures\": [\"MixtralForCausalLM\"], ");
-        var ex = Assert.Throws<MoeCompressException>(() => ModelCheckpoint.Open(dir.Path));
+        var ex = Assert.ThrowsAny<MoeCompressException>(() => ModelCheckpoint.Open(dir.Path));
         Assert.Equal(ErrorKind.InvalidConfig, ex.Kind);
         Assert.StartsWith(Path.Combine(dir.Path, "config.json") + ": invalid JSON", ex.Message);
     }

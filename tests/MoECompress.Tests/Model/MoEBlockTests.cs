@@ -1,3 +1,4 @@
+using MoECompress.Tests.Infrastructure;
 using MoECompress.Compression.Model;
 using MoECompress.Formats.Families;
 using TorchSharp;
@@ -153,7 +154,7 @@ public class MoEBlockTests
             for (var i = 0; i < rows.Length; i++)
             {
                 Assert.Equal(expert, top[rows[i] * 2 + slots[i]]);
-                Assert.Equal(weights[rows[i] * 2 + slots[i]], gates[i], 6);
+                Tolerance.Close(weights[rows[i] * 2 + slots[i]], gates[i], Tolerance.Float32, 1e-7);
             }
         }
     }

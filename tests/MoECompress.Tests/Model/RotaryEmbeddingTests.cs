@@ -1,3 +1,4 @@
+using MoECompress.Tests.Infrastructure;
 using MoECompress.Compression.Model;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -98,9 +99,9 @@ public class RotaryEmbeddingTests
         var sin = tables.Sin.data<float>().ToArray();
         var f = rope.AttentionFactor;
         // position 2, frequency 1 (0.025): column 1 and its duplicate column 5.
-        Assert.Equal(f * Math.Cos(2 * 0.025), cos[2 * 8 + 1], 5);
-        Assert.Equal(f * Math.Sin(2 * 0.025), sin[2 * 8 + 5], 5);
-        Assert.Equal(f, cos[0], 5);
+        Tolerance.Close(f * Math.Cos(2 * 0.025), cos[2 * 8 + 1], Tolerance.Float32, 1e-6);
+        Tolerance.Close(f * Math.Sin(2 * 0.025), sin[2 * 8 + 5], Tolerance.Float32, 1e-6);
+        Tolerance.Close(f, cos[0], Tolerance.Float32, 1e-6);
     }
 
     [Fact]

@@ -1,3 +1,4 @@
+using MoECompress.Tests.Infrastructure;
 using MoECompress.Compression.Model;
 using MoECompress.Formats.Families;
 using TorchSharp;
@@ -35,8 +36,8 @@ public class RouterTests
         var spec = new RouterSpec { NumExperts = 4, TopK = 2, Scoring = RouterScoring.Softmax, Normalize = true };
         var (experts, weights) = Route(spec, Logits);
         Assert.Equal(new long[] { 1, 0 }, experts);
-        Assert.Equal(1 / (1 + Math.Exp(-1)), weights[0], 6);
-        Assert.Equal(1 / (1 + Math.Exp(1)), weights[1], 6);
+        Tolerance.Close(1 / (1 + Math.Exp(-1)), weights[0], Tolerance.Float32, 1e-7);
+        Tolerance.Close(1 / (1 + Math.Exp(1)), weights[1], Tolerance.Float32, 1e-7);
     }
 
     [Fact]
@@ -47,8 +48,8 @@ public class RouterTests
         var (experts, weights) = Route(spec, Logits);
         var p = Softmax(Logits);
         Assert.Equal(new long[] { 1, 0 }, experts);
-        Assert.Equal(p[1], weights[0], 6);
-        Assert.Equal(p[0], weights[1], 6);
+        Tolerance.Close(p[1], weights[0], Tolerance.Float32, 1e-7);
+        Tolerance.Close(p[0], weights[1], Tolerance.Float32, 1e-7);
     }
 
     [Fact]
@@ -58,8 +59,8 @@ public class RouterTests
         var spec = new RouterSpec { NumExperts = 4, TopK = 2, Scoring = RouterScoring.Softmax, Normalize = false, ScalingFactor = 16 };
         var (_, weights) = Route(spec, Logits);
         var p = Softmax(Logits);
-        Assert.Equal(16 * p[1], weights[0], 5);
-        Assert.Equal(16 * p[0], weights[1], 5);
+        Tolerance.Close(16 * p[1], weights[0], Tolerance.Float32, 1e-7);
+        Tolerance.Close(16 * p[0], weights[1], Tolerance.Float32, 1e-7);
     }
 
     [Fact]
@@ -79,8 +80,8 @@ public class RouterTests
         var (experts, weights) = Route(spec, Logits, new[] { 0, 0, 0.5, 0 });
         Assert.Equal(new long[] { 2, 1 }, experts);
         double s2 = Sigmoid(0.5), s1 = Sigmoid(2.0);
-        Assert.Equal(2.5 * s2 / (s2 + s1), weights[0], 5);
-        Assert.Equal(2.5 * s1 / (s2 + s1), weights[1], 5);
+        Tolerance.Close(2.5 * s2 / (s2 + s1), weights[0], Tolerance.Float32, 1e-7);
+        Tolerance.Close(2.5 * s1 / (s2 + s1), weights[1], Tolerance.Float32, 1e-7);
     }
 
     [Fact]
@@ -97,8 +98,8 @@ public class RouterTests
         };
         var (experts, weights) = Route(spec, z, new double[8]);
         Assert.Equal(new long[] { 2, 3 }, experts);
-        Assert.Equal(Sigmoid(1.5), weights[0], 6);
-        Assert.Equal(Sigmoid(1.4), weights[1], 6);
+        Tolerance.Close(Sigmoid(1.5), weights[0], Tolerance.Float32, 1e-7);
+        Tolerance.Close(Sigmoid(1.4), weights[1], Tolerance.Float32, 1e-7);
 
         // Without group limit the two best scores win.
         var flat = Route(spec with { GroupSelection = RouterGroupSelection.None }, z, new double[8]);
@@ -119,8 +120,8 @@ public class RouterTests
         var (experts, weights) = Route(spec, z);
         var p = Softmax(z);
         Assert.Equal(new long[] { 0, 1 }, experts);
-        Assert.Equal(p[0], weights[0], 6);
-        Assert.Equal(p[1], weights[1], 6);
+        Tolerance.Close(p[0], weights[0], Tolerance.Float32, 1e-7);
+        Tolerance.Close(p[1], weights[1], Tolerance.Float32, 1e-7);
 
         var sumOfTwo = Route(spec with { GroupSelection = RouterGroupSelection.SumOfTopTwoPerGroup }, z);
         Assert.Equal(new long[] { 2, 3 }, sumOfTwo.Experts);
@@ -133,8 +134,8 @@ public class RouterTests
         var (experts, weights) = Route(spec, Logits, kept: new[] { true, false, true, true });
         var p = Softmax(new[] { 1.0, 0.5, -1.0 });
         Assert.Equal(new long[] { 0, 2 }, experts);
-        Assert.Equal(p[0], weights[0], 6);
-        Assert.Equal(p[1], weights[1], 6);
+        Tolerance.Close(p[0], weights[0], Tolerance.Float32, 1e-7);
+        Tolerance.Close(p[1], weights[1], Tolerance.Float32, 1e-7);
     }
 
     [Fact]

@@ -1,3 +1,4 @@
+using MoECompress.Tests.Infrastructure;
 using MoECompress.Compression.Quantization;
 using static TorchSharp.torch;
 
@@ -38,7 +39,7 @@ public class GptqQuantizerTests
         double er = QuantTestData.OutputError(x, w, rtn.Dequantize());
         Assert.True(eg < 0.8 * er, $"GPTQ output error {eg:0.0000} vs RTN {er:0.0000}");
         // The Hessian-based error estimate agrees with the explicit one.
-        Assert.Equal(eg, QuantizationError.RelativeOutput(w, gptq, h), 3);
+        Tolerance.Close(eg, QuantizationError.RelativeOutput(w, gptq, h), 5e-3);
     }
 
     [Fact]

@@ -41,8 +41,8 @@ public class SafetensorsIndexTests
         string path = tmp.Sub("model.safetensors.index.json");
         File.WriteAllText(path, "{\"weight_map\": {\"a\": \"x.safetensors\", \"a\": \"y.safetensors\"}}");
         var dup = Assert.Throws<MoECompress.Formats.Errors.CheckpointFormatException>(() => SafetensorsIndex.Read(path));
-        Assert.Equal("a", dup.TensorName);
-        Assert.Contains("twice", dup.Message);
+        Assert.Contains("$.weight_map", dup.Message); // refused by the strict JSON reader, naming the JSON path
+        Assert.Contains("duplicate key 'a'", dup.Message);
 
         File.WriteAllText(path, "{\"weight_map\": {\"a\": 3}}");
         var number = Assert.Throws<MoECompress.Formats.Errors.CheckpointFormatException>(() => SafetensorsIndex.Read(path));
