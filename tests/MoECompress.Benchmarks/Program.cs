@@ -6,6 +6,7 @@ using MoECompress.Benchmarks;
 //   dotnet run -c Release --project tests/MoECompress.Benchmarks -- compress [--size 1GB]   (prune/merge/quantize vs cp)
 //   dotnet run -c Release --project tests/MoECompress.Benchmarks -- quantize                (LP solve, RTN GB/s, GPTQ s/expert)
 //   dotnet run -c Release --project tests/MoECompress.Benchmarks -- quality                 (the README's quality tables, demo model)
+//   dotnet run -c Release --project tests/MoECompress.Benchmarks -- substitute              (compressed-expert training per layer, demo model)
 return args.Length switch
 {
     > 0 when args[0] == "io" => IoBenchmark.Run(args[1..]),
@@ -16,6 +17,7 @@ return args.Length switch
     > 0 when args[0] == CompressionBenchmark.ChildVerb => CompressionBenchmark.RunChild(args[1..]),
     > 0 when args[0] == "quantize" => QuantizationBenchmark.Run(args[1..]),
     > 0 when args[0] == "quality" => QualityBenchmark.Run(args[1..]),
+    > 0 when args[0] == "substitute" => SubstitutionBenchmark.Run(args[1..]),
     _ => Usage(),
 };
 
@@ -26,5 +28,6 @@ static int Usage()
     Console.Error.WriteLine("       moe-compress-bench compress [--size 1GB] [--samples 8] [--seq-len 128]");
     Console.Error.WriteLine("       moe-compress-bench quantize [--layers 58] [--experts 256] [--widths 5] [--hidden 2048] [--intermediate 1408] [--bits 4]");
     Console.Error.WriteLine("       moe-compress-bench quality [--out DIR] [--section prune|merge|task|quantize]... [--samples 32] [--seq-len 256] [--eval-tokens 2048]");
+    Console.Error.WriteLine("       moe-compress-bench substitute [--model M] [--device auto|cpu|cuda] [--aux 1] [--steps 60] [--batch-tokens 1024] [--lr 0.03] [--samples 32] [--seq-len 256]");
     return 2;
 }
