@@ -9,6 +9,7 @@ using MoECompress.Benchmarks;
 //   dotnet run -c Release --project tests/MoECompress.Benchmarks -- scale                   (peak RSS at L and 4L layers, real widths)
 //   dotnet run -c Release --project tests/MoECompress.Benchmarks -- gguf                    (the README's GGUF table, demo model)
 //   dotnet run -c Release --project tests/MoECompress.Benchmarks -- fuzz [--inputs 1000000] (mutated headers/index/config: crashes, hangs)
+//   dotnet run -c Release --project tests/MoECompress.Benchmarks -- substitute              (compressed-expert training per layer, demo model)
 return args.Length switch
 {
     > 0 when args[0] == "io" => IoBenchmark.Run(args[1..]),
@@ -23,6 +24,7 @@ return args.Length switch
     > 0 when args[0] == ScaleBenchmark.ChildVerb => ScaleBenchmark.RunChild(args[1..]),
     > 0 when args[0] == "gguf" => GgufBenchmark.Run(args[1..]),
     > 0 when args[0] == "fuzz" => FuzzBenchmark.Run(args[1..]),
+    > 0 when args[0] == "substitute" => SubstitutionBenchmark.Run(args[1..]),
     _ => Usage(),
 };
 
@@ -36,5 +38,6 @@ static int Usage()
     Console.Error.WriteLine("       moe-compress-bench quality [--out DIR] [--section prune|merge|task|quantize|propagation]... [--samples 32] [--seq-len 256] [--eval-tokens 2048]");
     Console.Error.WriteLine("       moe-compress-bench scale [--fixture mixtral|qwen3-30b-a3b|deepseek-v2-lite]... [--layers 1] [--step calibrate|quantize|prune]... [--method gptq|rtn] [--bits 3] [--mixed] [--max-memory-gb 16] [--samples 8] [--seq-len 128] [--dir DIR]");
     Console.Error.WriteLine("       moe-compress-bench fuzz [--inputs 1000000] [--seed 1] [--threads N] [--hang-seconds 10] [--out DIR]");
+    Console.Error.WriteLine("       moe-compress-bench substitute [--model M] [--device auto|cpu|cuda] [--aux 1] [--steps 60] [--batch-tokens 1024] [--lr 0.03] [--samples 32] [--seq-len 256]");
     return 2;
 }

@@ -32,19 +32,29 @@ internal sealed class CompressionOptions
 
     public IEnumerable<Option> All => [Profile, Data, Samples, SeqLen, Seed, Overwrite, DryRun, Eval, EvalData, EvalTokens, Json, ReportDir];
 
-    public ProfileRequest ProfileRequest(ParseResult parse)
+    /// <summary>The options of commands that calibrate in memory and have no plan to print (substitute): all but --profile and --dry-run.</summary>
+    public IEnumerable<Option> WithoutProfile => All.Where(o => o != Profile && o != DryRun);
+
+    /// <summary>The calibration data options (--data, --samples, --seq-len, --seed) checked.</summary>
+    public Compression.Data.CalibrationDataOptions DataOptions(ParseResult parse)
     {
         OptionChecks.Positive(parse.GetValue(SeqLen), "--seq-len");
         if (parse.GetValue(Samples) < 0) throw OptionChecks.Usage("--samples", "must be 0 or more");
         if (parse.GetValue(EvalTokens) is int t) OptionChecks.Positive(t, "--eval-tokens");
+        return new() { Samples = parse.GetValue(Samples), SeqLen = parse.GetValue(SeqLen), Seed = parse.GetValue(Seed) };
+    }
+
+    public ProfileRequest ProfileRequest(ParseResult parse)
+    {
+        var data = DataOptions(parse);
         if (parse.GetValue(Eval) && parse.GetValue(DryRun)) throw OptionChecks.Usage("--eval", "cannot be combined with --dry-run (nothing is written)");
         return new ProfileRequest
         {
             Profile = parse.GetValue(Profile),
             Data = parse.GetValue(Data),
-            Samples = parse.GetValue(Samples),
-            SeqLen = parse.GetValue(SeqLen),
-            Seed = parse.GetValue(Seed),
+            Samples = data.Samples,
+            SeqLen = data.SeqLen,
+            Seed = data.Seed,
         };
     }
 

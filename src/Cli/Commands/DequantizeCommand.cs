@@ -18,13 +18,7 @@ internal static class DequantizeCommand
         var command = new Command("dequantize", "Turn a quantized checkpoint (packed, FP8 or MXFP4) back into plain bf16 weights") { input, output, dtype, overwrite, json };
         command.SetAction(async (parse, ct) =>
         {
-            var type = parse.GetValue(dtype)!.ToLowerInvariant() switch
-            {
-                "bf16" or "bfloat16" => SafetensorsDType.BF16,
-                "f16" or "fp16" or "float16" => SafetensorsDType.F16,
-                "f32" or "fp32" or "float32" => SafetensorsDType.F32,
-                var other => throw OptionChecks.Usage("--dtype", $"'{other}' is not one of bf16, f16, f32"),
-            };
+            var type = OptionChecks.ParseFloatDType(parse.GetValue(dtype)!, "--dtype");
             var progress = ConsoleProgress.For(stderr);
             var result = await Task.Run(() => Dequantizer.Run(new DequantizeOptions
             {

@@ -19,11 +19,12 @@ internal static class EvalCommand
         var context = new Option<int?>("--context") { Description = $"Window length in tokens (default {EvaluateOptions.DefaultContext})" };
         var stride = new Option<int?>("--stride") { Description = "Window stride in tokens (default context/2)" };
         var maxTokens = new Option<int?>("--max-tokens") { Description = "Use at most this many tokens of the text" };
+        var skipPlan = new Option<string?>("--skip-plan") { Description = "Apply a dynamic expert-skipping plan (from skip-plan) to the model; the report gives the expert calls saved per layer" };
         var json = new Option<bool>("--json") { Description = "Print the report as JSON instead of Markdown" };
         var reportDir = new Option<string?>("--report-dir") { Description = "Also write report.json, report.md and report.html into this folder" };
         var command = new Command("eval", "Perplexity on held-out text; with --base, KL divergence, top-1 agreement and per-layer error")
         {
-            model, data, baseModel, context, stride, maxTokens, json, reportDir,
+            model, data, baseModel, context, stride, maxTokens, skipPlan, json, reportDir,
         };
         command.SetAction(async (parse, ct) =>
         {
@@ -38,6 +39,7 @@ internal static class EvalCommand
                 Context = parse.GetValue(context),
                 Stride = parse.GetValue(stride),
                 MaxTokens = parse.GetValue(maxTokens),
+                SkipPlan = parse.GetValue(skipPlan),
             }, ConsoleProgress.For(stderr), ct);
             if (parse.GetValue(reportDir) is { } dir)
                 ReportFiles.Write(dir, report.ToJson(), report.ToMarkdown(), new HtmlReport($"eval: {report.Model.Path}").Evaluation(Path.GetFileName(report.Model.Path), report));

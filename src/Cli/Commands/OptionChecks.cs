@@ -1,4 +1,5 @@
 using MoECompress.Formats.Errors;
+using MoECompress.Formats.Safetensors;
 
 namespace MoECompress.Cli.Commands;
 
@@ -15,6 +16,15 @@ internal static class OptionChecks
         Enum.TryParse<T>(text.Replace("-", ""), ignoreCase: true, out var v) && Enum.IsDefined(v) && !int.TryParse(text, out _)
             ? v
             : throw Usage(option, $"'{text}' is not one of {string.Join(", ", Enum.GetNames<T>().Select(n => n.ToLowerInvariant()))}");
+
+    /// <summary>bf16, f16 or f32 (and their long names) as a safetensors dtype.</summary>
+    public static SafetensorsDType ParseFloatDType(string text, string option) => text.ToLowerInvariant() switch
+    {
+        "bf16" or "bfloat16" => SafetensorsDType.BF16,
+        "f16" or "fp16" or "float16" => SafetensorsDType.F16,
+        "f32" or "fp32" or "float32" => SafetensorsDType.F32,
+        var other => throw Usage(option, $"'{other}' is not one of bf16, f16, f32"),
+    };
 
     public static MoeCompressException Usage(string option, string problem) => new(ErrorKind.Usage, $"{option}: {problem}");
 }

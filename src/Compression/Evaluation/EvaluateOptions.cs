@@ -44,4 +44,7 @@ public sealed record EvaluateOptions
 
     /// <summary>Folder for hidden-state spill files (null: the system temp folder).</summary>
     public string? SpillDirectory { get; init; }
+
+    /// <summary>A dynamic expert-skipping plan (<c>moe-compress skip-plan</c>) applied to <see cref="Model"/> (not to the base), or null.</summary>
+    public string? SkipPlan { get; init; }
 }

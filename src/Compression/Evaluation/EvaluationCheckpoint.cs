@@ -31,7 +31,7 @@ internal sealed class EvaluationCheckpoint : IDisposable
 
     /// <summary>Opens <paramref name="directory"/>; <paramref name="role"/> ("model", "--base") names it in errors.</summary>
     /// <exception cref="MoeCompressException">Missing folder (Usage), bad config or checkpoint, or a family without a forward pass (Infeasible).</exception>
-    public static EvaluationCheckpoint Open(string directory, string role)
+    public static EvaluationCheckpoint Open(string directory, string role, Substitution.ExpertSkipping? skipping = null)
     {
         var dir = Path.GetFullPath(directory);
         if (!System.IO.Directory.Exists(dir) && !Formats.Gguf.GgufTensorSource.IsGgufPath(dir))
@@ -39,7 +39,10 @@ internal sealed class EvaluationCheckpoint : IDisposable
         var checkpoint = ModelCheckpoint.Open(dir);
         try
         {
-            var engine = new ModelEngine(checkpoint.Tensors, checkpoint.Family, checkpoint.MoE, checkpoint.Config, checkpoint.ConfigPath);
+            var engine = new ModelEngine(checkpoint.Tensors, checkpoint.Family, checkpoint.MoE, checkpoint.Config, checkpoint.ConfigPath)
+            {
+                Skipping = skipping,
+            };
             return new EvaluationCheckpoint(checkpoint, engine);
         }
         catch

@@ -39,6 +39,12 @@ public sealed record EvaluationReport
     public required EvaluationMetrics Metrics { get; init; }
     /// <summary>Wall-clock seconds of the whole evaluation.</summary>
     public double ElapsedSeconds { get; init; }
+    /// <summary>Auxiliary experts per token when the model is substituted (config.json compressed_experts), else null.</summary>
+    public int? CompressedExpertsAux { get; init; }
+    /// <summary>The skip plan applied to the model (<c>--skip-plan</c>), or null.</summary>
+    public string? SkipPlanPath { get; init; }
+    /// <summary>Per planned layer: the expert calls the skip plan saved on the evaluated text.</summary>
+    public IReadOnlyList<Substitution.ExpertSkipLayerReport> Skipping { get; init; } = [];
 
     private static readonly JsonSerializerOptions Indented = new()
     {
@@ -109,6 +115,23 @@ public sealed record EvaluationReport
                 }).ToArray()),
             };
         }
+        if (CompressedExpertsAux is { } aux) root["compressed_experts"] = new JsonObject { ["aux"] = aux };
+        if (SkipPlanPath is not null)
+            root["skipping"] = new JsonObject
+            {
+                ["plan"] = SkipPlanPath,
+                ["layers"] = new JsonArray(Skipping.Select(l => (JsonNode?)new JsonObject
+                {
+                    ["layer"] = l.Layer,
+                    ["mu"] = Num(l.Mu),
+                    ["norm_threshold"] = Num(l.NormThreshold),
+                    ["tokens"] = l.Tokens,
+                    ["expert_calls"] = l.ExpertCalls,
+                    ["skipped_calls"] = l.SkippedCalls,
+                    ["skipped_fraction"] = Num(l.SkippedFraction),
+                    ["protected_tokens"] = l.ProtectedTokens,
+                }).ToArray()),
+            };
         root["notes"] = new JsonArray(m.Notes.Select(n => (JsonNode?)JsonValue.Create(n)).ToArray());
         root["elapsed_seconds"] = Num(Math.Round(ElapsedSeconds, 3));
         return root;
@@ -146,7 +169,18 @@ public sealed record EvaluationReport
           .Append(MaxTokens is { } cap ? $" (capped at {N(cap)})" : "")
           .Append(", ").Append(N(m.TokensScored)).Append(" scored (each once)\n");
         sb.Append("- moe-compress ").Append(ToolVersion).Append(", ").Append(ElapsedSeconds.ToString("F1", CultureInfo.InvariantCulture)).Append(" s\n");
+        if (CompressedExpertsAux is { } aux)
+            sb.Append("- compressed experts: the last ").Append(aux).Append(" of each token's top-k experts replaced by trained vectors\n");
         foreach (var note in m.Notes) sb.Append("- note: ").Append(note).Append('\n');
+        if (SkipPlanPath is not null)
+        {
+            sb.Append("\n## Dynamic expert skipping\n\n- plan: `").Append(SkipPlanPath).Append("`\n\n");
+            sb.Append("| layer | μ | expert calls | skipped | saved | protected tokens |\n|---:|---:|---:|---:|---:|---:|\n");
+            foreach (var l in Skipping)
+                sb.Append("| ").Append(l.Layer).Append(" | ").Append(F(l.Mu, 4)).Append(" | ").Append(N(l.ExpertCalls)).Append(" | ")
+                  .Append(N(l.SkippedCalls)).Append(" | ").Append((100 * l.SkippedFraction).ToString("F1", CultureInfo.InvariantCulture)).Append("% | ")
+                  .Append(N(l.ProtectedTokens)).Append(" |\n");
+        }
 
         if (Base is not null && m.LayerErrors.Count > 0)
         {

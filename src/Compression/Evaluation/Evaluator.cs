@@ -55,7 +55,13 @@ public static class Evaluator
             throw new MoeCompressException(ErrorKind.Usage, $"hidden-state memory limit {options.MaxResidentHiddenStateBytes}: must not be negative");
         var clock = Stopwatch.StartNew();
 
-        using var model = EvaluationCheckpoint.Open(options.Model, "model");
+        var skipping = options.SkipPlan is { } planPath ? new Substitution.ExpertSkipping(Substitution.SkipPlan.Load(planPath)) : null;
+        using var model = EvaluationCheckpoint.Open(options.Model, "model", skipping);
+        if (skipping is not null)
+            foreach (var rule in skipping.Rules)
+                if (rule.Layer >= model.Engine.Config.NumLayers || !model.Engine.MoE.IsMoELayer[rule.Layer])
+                    throw new MoeCompressException(ErrorKind.Usage,
+                        $"--skip-plan {Path.GetFullPath(options.SkipPlan!)}: layer {rule.Layer} is not a MoE layer of {model.Directory}");
         using var baseModel = options.Base is null ? null : EvaluationCheckpoint.Open(options.Base, "--base");
         if (baseModel is not null) EnsureSameVocabulary(model.Engine, baseModel.Engine, model.Directory, baseModel.Directory);
 
@@ -100,6 +106,9 @@ public static class Evaluator
             MicroBatchTokens = streaming.MicroBatchTokens,
             Metrics = metrics,
             ElapsedSeconds = clock.Elapsed.TotalSeconds,
+            CompressedExpertsAux = model.Engine.Config.CompressedExperts?.Aux,
+            SkipPlanPath = options.SkipPlan is null ? null : Path.GetFullPath(options.SkipPlan),
+            Skipping = skipping?.Rules.Select(Substitution.ExpertSkipLayerReport.Of).ToList() ?? [],
         };
     }
 

@@ -58,6 +58,8 @@ public sealed record EngineConfig
     public required RouterSpec Router { get; init; }
     /// <summary>FP8 block size [rows, cols] for weights stored with a <c>weight_scale_inv</c> companion.</summary>
     public IReadOnlyList<int> Fp8BlockSize { get; init; } = new[] { 128, 128 };
+    /// <summary>config.json <c>compressed_experts</c> of a substituted checkpoint; null for a plain model.</summary>
+    public CompressedExpertsConfig? CompressedExperts { get; init; }
 
     /// <summary>The rotary embedding this model uses.</summary>
     public RotaryEmbedding CreateRotaryEmbedding() =>
@@ -234,6 +236,7 @@ public sealed record EngineConfig
             ClipQkv = c.Double("clip_qkv"),
             Router = router,
             Fp8BlockSize = blockSize,
+            CompressedExperts = CompressedExpertsConfig.Read(config, configPath, moe.TopK),
         };
     }
 

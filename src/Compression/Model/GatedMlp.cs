@@ -74,6 +74,20 @@ public sealed class GatedMlp : IDisposable
         return (h.MoveToOuterDisposeScope(), y.MoveToOuterDisposeScope());
     }
 
+    /// <summary>
+    /// The compressed-experts form (see <see cref="Substitution.CompressedMoEForward"/>): h = act(gate(x ⊙ gateScale)) ·
+    /// up(x ⊙ upScale) ⊙ intermediateScale and y = down(h), for per-row scales [..., H], [..., H], [..., I].
+    /// </summary>
+    public (Tensor Intermediate, Tensor Output) ForwardModulated(Tensor x, Tensor gateScale, Tensor upScale, Tensor intermediateScale)
+    {
+        using var scope = NewDisposeScope();
+        var g = nn.functional.linear(x * gateScale, As(Gate, x), AsOptional(GateBias, x));
+        var u = nn.functional.linear(x * upScale, As(Up, x), AsOptional(UpBias, x));
+        var h = Activate(g, Activation) * u * intermediateScale;
+        var y = nn.functional.linear(h, As(Down, x), AsOptional(DownBias, x));
+        return (h.MoveToOuterDisposeScope(), y.MoveToOuterDisposeScope());
+    }
+
     private Tensor Intermediate(Tensor x)
     {
         var g = nn.functional.linear(x, As(Gate, x), AsOptional(GateBias, x));

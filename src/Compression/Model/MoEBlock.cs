@@ -1,3 +1,4 @@
+using MoECompress.Compression.Substitution;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -31,6 +32,10 @@ public sealed class MoEBlock : IDisposable
     public GatedMlp? SharedExpert { get; }
     /// <summary>Qwen2-MoE shared_expert_gate weight [1, H]; null when the shared output is added ungated.</summary>
     public Tensor? SharedExpertGate { get; }
+    /// <summary>Compressed experts (substituted checkpoints): the last Aux experts of each token are replaced by these vectors. Owned.</summary>
+    public CompressedExpertVectors? CompressedExperts { get; init; }
+    /// <summary>Dynamic skipping of the second expert (<c>eval --skip-plan</c>); not owned.</summary>
+    public ExpertSkipRule? SkipRule { get; init; }
 
     /// <summary>Block output for tokens x [T, H].</summary>
     public Tensor Forward(Tensor x, MoEForwardOptions? options = null) => Forward(x, options, null, null);
@@ -48,25 +53,20 @@ public sealed class MoEBlock : IDisposable
         var k = Router.Spec.TopK;
         batch ??= new MicroBatch(new[] { 0 }, (int)t);
         var routing = Router.Route(x, options?.KeptExperts);
+        if (CompressedExperts is not null || SkipRule is not null)
+            return ForwardReduced(x, routing, options, observer, batch).MoveToOuterDisposeScope();
 
         // Counting sort of (token, slot) pairs by expert id: tokens stay ascending within each expert.
-        var chosen = routing.TopKIndices.reshape(-1).cpu().data<long>().ToArray();
         var numExperts = Experts.Count;
-        var counts = new int[numExperts];
-        foreach (var e in chosen) counts[e]++;
-        var starts = new int[numExperts + 1];
-        for (var e = 0; e < numExperts; e++) starts[e + 1] = starts[e] + counts[e];
-        var fill = (int[])starts.Clone();
-        var slotOrder = new long[chosen.Length];
-        for (var s = 0; s < chosen.Length; s++) slotOrder[fill[chosen[s]]++] = s;
+        var dispatch = ExpertDispatch.Sort(routing.TopKIndices.reshape(-1).cpu().data<long>().ToArray(), numExperts);
 
         var flatWeights = routing.TopKWeights.reshape(-1);
         var routed = zeros(t, x.shape[1], x.dtype, x.device);
         for (var e = 0; e < numExperts; e++)
         {
-            if (counts[e] == 0) continue;
+            if (dispatch.Count(e) == 0) continue;
             using var expertScope = NewDisposeScope();
-            var slots = slotOrder.AsSpan(starts[e], counts[e]).ToArray();
+            var slots = dispatch.Slots(e);
             var slotTensor = tensor(slots, ScalarType.Int64, x.device);
             var rows = tensor(slots.Select(s => s / k).ToArray(), ScalarType.Int64, x.device);
             var gates = flatWeights.index_select(0, slotTensor);
@@ -81,6 +81,12 @@ public sealed class MoEBlock : IDisposable
             routed.index_add_(0, rows, y * gates.unsqueeze(1), 1);
         }
 
+        return Finish(x, routing, routed, options, observer, batch).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Adds the shared experts, reports the block to the observer and releases the routing.</summary>
+    private Tensor Finish(Tensor x, MoERouting routing, Tensor routed, MoEForwardOptions? options, ILayerObserver? observer, MicroBatch batch)
+    {
         Tensor? shared = null;
         if (SharedExpert is not null && (options?.IncludeSharedExperts ?? true))
         {
@@ -91,7 +97,20 @@ public sealed class MoEBlock : IDisposable
         var output = shared is null ? routed.clone() : routed + shared;
         observer?.OnMoEBlock(new MoEBlockActivation(this, batch, x, routing, routed, shared, output));
         routing.Dispose();
-        return output.MoveToOuterDisposeScope();
+        return output;
+    }
+
+    /// <summary>Compressed experts and/or dynamic skipping: only each token's main experts run (see <see cref="ReducedRouting"/>).</summary>
+    private Tensor ForwardReduced(Tensor x, MoERouting routing, MoEForwardOptions? options, ILayerObserver? observer, MicroBatch batch)
+    {
+        using var reduced = ReducedRouting.Create(routing, Router.Spec, CompressedExperts?.Aux ?? 0, x, SkipRule);
+        var experts = options?.ExpertReplacements is { } repl
+            ? Experts.Select((e, i) => repl.TryGetValue(i, out var r) ? r : e).ToList()
+            : Experts;
+        CompressedMoEForward.ExpertCallback? onExpert = observer is null ? null
+            : (e, rows, ranks, xin, h, y, gates) => observer.OnExpert(new ExpertActivation(Layer, e, batch, routing, rows, ranks, xin, h, y, gates));
+        var routed = CompressedMoEForward.Routed(x, experts, reduced, CompressedExperts, onExpert);
+        return Finish(x, routing, routed, options, observer, batch);
     }
 
     public void Dispose()
@@ -100,5 +119,6 @@ public sealed class MoEBlock : IDisposable
         foreach (var e in Experts) e.Dispose();
         SharedExpert?.Dispose();
         SharedExpertGate?.Dispose();
+        CompressedExperts?.Dispose();
     }
 }

@@ -49,6 +49,9 @@ public sealed class ModelEngine
     /// </summary>
     public bool KeepExpertWeightsInBFloat16 { get; init; }
 
+    /// <summary>Dynamic expert skipping applied to every MoE block this engine loads (<c>eval --skip-plan</c>); null for none.</summary>
+    public Substitution.ExpertSkipping? Skipping { get; init; }
+
     public ITensorSource Tensors { get; }
     public IMoEFamily Family { get; }
     public EngineConfig Config { get; }
@@ -273,7 +276,20 @@ public sealed class ModelEngine
         else if (moe.NumSharedExperts > 0 || moe.SharedExpertIntermediateSize > 0)
             throw new MoeCompressException(ErrorKind.InvalidCheckpoint,
                 $"layer {layer}: config declares shared experts but neither '{p}shared_expert.gate_proj.weight' nor '{p}shared_experts.gate_proj.weight' exists");
-        return new MoEBlock(layer, router, experts, shared, sharedGate);
+        return new MoEBlock(layer, router, experts, shared, sharedGate)
+        {
+            CompressedExperts = Config.CompressedExperts is { } ce ? LoadCompressedExperts(loader, layer, ce.Aux) : null,
+            SkipRule = Skipping?.RuleFor(layer),
+        };
+    }
+
+    /// <summary>The three vector tensors of a substituted checkpoint's layer, named by the family adapter.</summary>
+    private Substitution.CompressedExpertVectors LoadCompressedExperts(WeightLoader loader, int layer, int aux)
+    {
+        var (c1, c2, c3) = CompressedExpertsConfig.TensorNames(Family, layer, MoE);
+        long e = MoE.NumExperts, h = Config.HiddenSize, i = MoE.ExpertIntermediateSize;
+        var what = $"layer {layer} compressed experts (config.json {CompressedExpertsConfig.Key})";
+        return new Substitution.CompressedExpertVectors(loader.Load(c1, what, e, h), loader.Load(c2, what, e, i), loader.Load(c3, what, e, h), aux);
     }
 
     /// <summary>Loads every layer, the embedding and the head: the whole model in memory (small models and tests).</summary>

@@ -50,6 +50,9 @@ public static class ExpertSurgery
         options ??= new ExpertSurgeryOptions();
         var clock = Stopwatch.StartNew();
 
+        if (input.Config.ContainsKey(CompressedExpertsConfig.Key))
+            throw new MoeCompressException(ErrorKind.Infeasible,
+                $"{input.ConfigPath}: the model has compressed experts ('{CompressedExpertsConfig.Key}'); prune or merge before `substitute`, not after");
         var layout = RoutedTensorLayout.Build(input);
         ExpertSurgeryPlanValidator.Validate(layout, plan);
         string destination = CheckDestination(input, outputDir);

@@ -39,4 +39,11 @@ public interface IMoEFamily
 
     /// <summary>Where the given projection of a routed expert is stored (never GateUp: ask for Gate or Up).</summary>
     ExpertTensorRef ExpertTensor(int layer, int expert, ExpertProjection projection, MoEConfig config);
+
+    /// <summary>
+    /// Prefix of the compressed-expert vectors of a layer's MoE block (see <see cref="CompressedExpertsConfig"/>), e.g.
+    /// "model.layers.3.block_sparse_moe.compressed_experts.".
+    /// </summary>
+    string CompressedExpertsPrefix(int layer, MoEConfig config) =>
+        throw new NotSupportedException($"family {Name} names no compressed-expert vectors");
 }

@@ -222,6 +222,10 @@ public abstract class MoEFamilyBase : IMoEFamily
     protected abstract string RouterModule { get; }
 
     public string RouterWeightName(int layer, MoEConfig config) => LayerPrefix(layer, config) + RouterModule;
+
+    /// <summary>The MoE block module of the router ("block_sparse_moe.", "mlp.") + "compressed_experts.".</summary>
+    public virtual string CompressedExpertsPrefix(int layer, MoEConfig config) =>
+        LayerPrefix(layer, config) + RouterModule[..(RouterModule.IndexOf('.') + 1)] + "compressed_experts.";
     public virtual string? RouterBiasName(int layer, MoEConfig config) => null;
     public virtual string? CorrectionBiasName(int layer, MoEConfig config) => null;
     public abstract ExpertTensorRef ExpertTensor(int layer, int expert, ExpertProjection projection, MoEConfig config);

@@ -28,6 +28,16 @@ public static class CheckpointInspector
         var layerParams = new long[layerSlots];
         var layerRouted = new long[layerSlots];
         long total = 0, totalBytes = 0, routed = 0, mtp = 0, inactiveOutsideLayers = 0;
+        var compressed = CompressedExpertsConfig.Read(checkpoint.Config, checkpoint.ConfigPath, moe.TopK);
+        var vectorNames = new HashSet<string>(StringComparer.Ordinal);
+        if (compressed is not null)
+            foreach (var l in moe.MoELayerIndices(includeMtp: false))
+            {
+                var (c1, c2, c3) = CompressedExpertsConfig.TensorNames(checkpoint.Family, l, moe);
+                vectorNames.UnionWith([c1, c2, c3]);
+            }
+        var layerVectors = new long[layerSlots];
+        int computedPerToken = moe.TopK - (compressed?.Aux ?? 0);
 
         foreach (var name in tensors.Names)
         {
@@ -50,6 +60,7 @@ public static class CheckpointInspector
             {
                 layerParams[l] += p;
                 if (role.Role == TensorRole.RoutedExpert) layerRouted[l] += p;
+                if (vectorNames.Contains(name)) layerVectors[l] += p;
             }
             else if (role.Role == TensorRole.Vision && !role.InMtp)
             {
@@ -64,9 +75,11 @@ public static class CheckpointInspector
             bool isMtp = l >= moe.NumLayers;
             if (isMtp && !checkpoint.MtpLayersPresent.Contains(l)) continue;
             bool hasExperts = moe.HasRoutedExperts(l);
-            long activeRouted = hasExperts ? layerRouted[l] * moe.TopK / moe.NumExperts : layerRouted[l];
-            long layerActive = layerParams[l] - layerRouted[l] + activeRouted;
-            if (!isMtp) active -= layerRouted[l] - activeRouted;
+            // Substituted checkpoints compute k − aux experts per token and read the vectors of the aux others.
+            long activeRouted = hasExperts ? layerRouted[l] * computedPerToken / moe.NumExperts : layerRouted[l];
+            long activeVectors = hasExperts ? layerVectors[l] * (compressed?.Aux ?? 0) / moe.NumExperts : layerVectors[l];
+            long layerActive = layerParams[l] - layerRouted[l] + activeRouted - layerVectors[l] + activeVectors;
+            if (!isMtp) active -= layerRouted[l] - activeRouted + layerVectors[l] - activeVectors;
             layers.Add(new LayerSummary(l, hasExperts ? "moe" : "dense", isMtp, hasExperts ? moe.NumExperts : 0, layerParams[l], isMtp ? 0 : layerActive));
         }
         int routedLayers = layers.Count(x => x.Experts > 0);
@@ -85,6 +98,7 @@ public static class CheckpointInspector
             Layers = layers,
             ExpertsPerLayer = moe.NumExperts,
             TopK = moe.TopK,
+            CompressedExpertsAux = compressed?.Aux,
             ExpertIntermediateSize = moe.ExpertIntermediateSize,
             DenseIntermediateSize = moe.DenseIntermediateSize,
             Groups = moe.NumGroups,

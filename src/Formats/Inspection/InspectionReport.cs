@@ -77,6 +77,9 @@ public sealed record InspectionReport
     public required IReadOnlyDictionary<string, DTypeStatistics> DTypes { get; init; }
     public required long TotalParameters { get; init; }
     public required long ActiveParameters { get; init; }
+    /// <summary>config.json compressed_experts.aux of a substituted checkpoint (top-k − aux experts computed per token), else null (and absent from the JSON).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? CompressedExpertsAux { get; init; }
     public required long RoutedExpertParameters { get; init; }
     /// <summary>Parameters of one routed expert (all projections and biases).</summary>
     public required long ParametersPerExpert { get; init; }
@@ -111,6 +114,8 @@ public sealed record InspectionReport
             + $"{Scoring}{(NormTopKProb ? ", renormalised" : "")}"
             + (RoutedScalingFactor != 1.0 ? $", scaled ×{RoutedScalingFactor.ToString(ci)}" : "")
             + (FusedExperts ? ", fused" : ", per expert") + (Mxfp4Experts ? " MXFP4" : ""));
+        if (CompressedExpertsAux is { } aux)
+            Line("compressed", $"compressed experts: {TopK - aux} of top-{TopK} computed, {aux} replaced by trained vectors (moe-compress engine only)");
         if (Groups > 1) Line("groups", $"{Groups} groups, top-{TopKGroups} groups per token");
         if (RouterBias || CorrectionBias) Line("router", (RouterBias ? "bias" : "") + (RouterBias && CorrectionBias ? ", " : "") + (CorrectionBias ? "e_score_correction_bias" : ""));
         Line("shared", SharedExperts == 0 ? "none"
