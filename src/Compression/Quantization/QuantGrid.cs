@@ -36,23 +36,28 @@ internal static class QuantGrid
         using var maxqS = maxq.ToScalar();
         using var maxqMinusOneS = (maxq - 1f).ToScalar();
         using var oneS = 1f.ToScalar();
-        var xmin = x.amin([1]).clamp_max(0f);
-        var xmax = x.amax([1]).clamp_min(0f);
+        using var zeroS = 0f.ToScalar();
+        using var halfS = 0.5f.ToScalar();
+        using var minusOneS = (-1f).ToScalar();
+        using var symmetricS = (2f / maxq).ToScalar();
+        using var midS = ((float)(1 << (s.Bits - 1))).ToScalar();
+        var xmin = x.amin([1]).clamp_max(zeroS);
+        var xmax = x.amax([1]).clamp_min(zeroS);
         if (s.Symmetric)
         {
             var amax = maximum(xmin.neg(), xmax);
-            amax = where(amax == 0f, ones_like(amax), amax);
-            scale = amax * (2f / maxq);
-            zero = full_like(scale, (float)(1 << (s.Bits - 1)));
+            amax = where(amax.eq(zeroS), ones_like(amax), amax);
+            scale = amax.mul(symmetricS);
+            zero = full_like(scale, midS);
         }
         else
         {
-            var both = (xmin == 0f).logical_and(xmax == 0f);
-            xmin = where(both, full_like(xmin, -1f), xmin);
+            var both = xmin.eq(zeroS).logical_and(xmax.eq(zeroS));
+            xmin = where(both, full_like(xmin, minusOneS), xmin);
             xmax = where(both, ones_like(xmax), xmax);
             scale = (xmax - xmin).div(maxqS);
             zero = (xmin.neg() / scale).round();
-            var low = zero < 0.5f;
+            var low = zero.lt(halfS);
             scale = where(low, xmax.div(maxqMinusOneS), scale);
             zero = where(low, ones_like(zero), zero).clamp(oneS, maxqS);
         }
