@@ -50,12 +50,7 @@ public sealed class LayerHessianCollector : ILayerObserver, IDisposable
         if (!_sums.TryGetValue(a.Expert, out var sums)) _sums[a.Expert] = sums = [];
         foreach (var kind in _kinds)
         {
-            var v = kind switch
-            {
-                HessianKind.Input => x,
-                HessianKind.InputWeighted => x,
-                _ => h,
-            };
+            var v = ExpertHessians.IsInput(kind) ? x : h;
             var weighted = kind is HessianKind.InputWeighted or HessianKind.DownWeighted ? v * g : v;
             var product = weighted.t().mm(v);
             if (sums.TryGetValue(kind, out var sum)) sum.add_(product);

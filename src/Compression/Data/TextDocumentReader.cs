@@ -137,7 +137,7 @@ public static class TextDocumentReader
         {
             var root = json.RootElement;
             if (root.ValueKind != JsonValueKind.Object)
-                throw new MoeCompressException(ErrorKind.Usage, $"{file}:{lineNo}: expected a JSON object, found {Describe(root.ValueKind)}");
+                throw new MoeCompressException(ErrorKind.Usage, $"{file}:{lineNo}: expected a JSON object, found {MoECompress.Formats.Input.StrictJson.Describe(root.ValueKind)}");
             // A line with both fields is taken as pre-tokenized: "input_ids" are used as they are.
             if (root.TryGetProperty("input_ids", out var ids))
             {
@@ -146,7 +146,7 @@ public static class TextDocumentReader
             else if (root.TryGetProperty("text", out var text))
             {
                 if (text.ValueKind != JsonValueKind.String)
-                    throw new MoeCompressException(ErrorKind.Usage, $"{file}:{lineNo}: \"text\" must be a string, found {Describe(text.ValueKind)}");
+                    throw new MoeCompressException(ErrorKind.Usage, $"{file}:{lineNo}: \"text\" must be a string, found {MoECompress.Formats.Input.StrictJson.Describe(text.ValueKind)}");
                 var s = text.GetString()!;
                 if (s.Length > 0) docs.Add(new TextDocument(file, lineNo, s, null));
             }
@@ -161,7 +161,7 @@ public static class TextDocumentReader
     private static int[] ReadIds(JsonElement ids, int vocabSize, string file, int lineNo)
     {
         if (ids.ValueKind != JsonValueKind.Array)
-            throw new MoeCompressException(ErrorKind.Usage, $"{file}:{lineNo}: \"input_ids\" must be an array of integers, found {Describe(ids.ValueKind)}");
+            throw new MoeCompressException(ErrorKind.Usage, $"{file}:{lineNo}: \"input_ids\" must be an array of integers, found {MoECompress.Formats.Input.StrictJson.Describe(ids.ValueKind)}");
         var result = new int[ids.GetArrayLength()];
         int i = 0;
         foreach (var e in ids.EnumerateArray())
@@ -174,17 +174,6 @@ public static class TextDocumentReader
         }
         return result;
     }
-
-    private static string Describe(JsonValueKind kind) => kind switch
-    {
-        JsonValueKind.Object => "an object",
-        JsonValueKind.Array => "an array",
-        JsonValueKind.String => "a string",
-        JsonValueKind.Number => "a number",
-        JsonValueKind.True or JsonValueKind.False => "a boolean",
-        JsonValueKind.Null => "null",
-        _ => kind.ToString(),
-    };
 
     private static string FirstLine(string message)
     {
