@@ -1,5 +1,4 @@
 using MoECompress.Compression.Model;
-using MoECompress.Compression.Tokenization;
 using MoECompress.Formats.Errors;
 using MoECompress.Formats.Families;
 
@@ -21,6 +20,11 @@ public static class ProfileProvider
     {
         ArgumentNullException.ThrowIfNull(checkpoint);
         ArgumentNullException.ThrowIfNull(request);
+        if (request.Loaded is { } loadedProfile)
+        {
+            loadedProfile.EnsureMatches(checkpoint.MoE);
+            return loadedProfile;
+        }
         if (request.Profile is not null)
         {
             if (!File.Exists(request.Profile) && !Directory.Exists(request.Profile))
@@ -36,14 +40,23 @@ public static class ProfileProvider
             throw new MoeCompressException(ErrorKind.Infeasible, $"{checkpoint.ConfigPath}: the model has no MoE layer to calibrate");
         ModelEngine.EnsureSupported(checkpoint.Family, checkpoint.Config);
 
-        using var tokenizer = TokenizerLoader.Load(checkpoint.Directory);
-        var set = CalibrationPass.LoadTokens(checkpoint, request.Data, tokenizer, request.DataOptions, progress, cancellationToken);
-        progress?.Report($"calibrating on {set.Count} x {set.SeqLen} = {(long)set.Count * set.SeqLen:N0} tokens");
+        var set = request.LoadTokens(checkpoint, progress, cancellationToken);
+        progress?.Report($"calibration pass over {checkpoint.Directory}: {set.Count} x {set.SeqLen} = {(long)set.Count * set.SeqLen:N0} tokens");
         var options = new CalibrationCollectorOptions();
         options.Validate();
         using var collector = new CalibrationCollector(options);
         CalibrationPass.Run(checkpoint, set, collector, new StreamingOptions { MicroBatchTokens = request.MicroBatch }, progress, cancellationToken);
-        var model = CalibrationModelInfo.From(checkpoint.MoE, checkpoint.Directory, Calibrator.Sha256Hex(checkpoint.ConfigPath), tokenizer.Name);
+        return Build(checkpoint, set, collector);
+    }
+
+    /// <summary>The profile of <paramref name="checkpoint"/> from a collector that observed <paramref name="set"/>
+    /// streamed through it (by a calibration pass, or alongside another pass such as quantization's sensitivity pass).</summary>
+    public static CalibrationProfile Build(ModelCheckpoint checkpoint, Data.CalibrationSet set, CalibrationCollector collector)
+    {
+        ArgumentNullException.ThrowIfNull(checkpoint);
+        ArgumentNullException.ThrowIfNull(set);
+        ArgumentNullException.ThrowIfNull(collector);
+        var model = CalibrationModelInfo.From(checkpoint.MoE, checkpoint.Directory, Calibrator.Sha256Hex(checkpoint.ConfigPath), set.Provenance.TokenizerName);
         return collector.Build(model, CalibrationDataInfo.From(set));
     }
 }

@@ -185,7 +185,7 @@ public static class Merger
     private static void WhitenedLayers(ModelCheckpoint checkpoint, MergeOptions options, MergedExpertWeights weights,
         IReadOnlyList<int> layers, IProgress<string>? progress, CancellationToken ct)
     {
-        var set = CalibrationPass.LoadTokens(checkpoint, options.Profile.Data, options.Profile.DataOptions, progress, ct);
+        var set = options.Profile.LoadTokens(checkpoint, progress, ct);
         progress?.Report($"whitening: collecting input Hessians layer by layer on {set.Count} x {set.SeqLen} tokens");
         var engine = new ModelEngine(checkpoint);
         using var session = engine.CreateRunner(new StreamingOptions { MicroBatchTokens = options.Profile.MicroBatch }).Start(set.Sequences, null, ct);

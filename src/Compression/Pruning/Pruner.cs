@@ -95,7 +95,7 @@ public static class Pruner
         CalibrationSet? tokens = null;
         if (scorer.RequiresActivations)
         {
-            tokens = CalibrationPass.LoadTokens(checkpoint, options.Profile.Data, options.Profile.DataOptions, progress, cancellationToken);
+            tokens = options.Profile.LoadTokens(checkpoint, progress, cancellationToken);
             notes.Add($"{scorer.Name} measured MoE block outputs on {tokens}");
         }
         var context = new ExpertScoringContext

@@ -26,14 +26,17 @@ public static class ExpertSensitivity
     /// Hessians are collected for that layer only, <paramref name="memory"/>'s chunk of experts at a time, and freed.</summary>
     /// <param name="checkpoint">The model.</param>
     /// <param name="set">Calibration tokens (<see cref="CalibrationPass.LoadTokens(ModelCheckpoint, string?, CalibrationDataOptions, IProgress{string}?, CancellationToken)"/>).</param>
-    /// <param name="profile">Calibration profile: coverage (cold experts fall back to RTN), or null.</param>
+    /// <param name="profile">Calibration profile: coverage (cold experts fall back to RTN), or null (cold: fewer routed
+    /// tokens in this pass than <see cref="ColdExpertRule.FromTokens"/>'s threshold for the set).</param>
     /// <param name="options">Widths and quantization recipe.</param>
     /// <param name="memory">Memory plan (expert chunk, hidden-state spilling); null = every expert of a layer at once, in RAM.</param>
     /// <param name="progress">Receives one line per layer.</param>
     /// <param name="cancellationToken">Cancels between experts.</param>
+    /// <param name="usage">Also observes every MoE layer of this pass (on the original activations) — the router statistics
+    /// of the model being quantized come from the same pass, with no separate calibration pass; or null.</param>
     public static ExpertSensitivityResult Measure(ModelCheckpoint checkpoint, CalibrationSet set, CalibrationProfile? profile,
         ExpertSensitivityOptions options, Pipeline.MemoryPlan? memory = null, IProgress<string>? progress = null,
-        CancellationToken cancellationToken = default)
+        CancellationToken cancellationToken = default, CalibrationCollector? usage = null)
     {
         ArgumentNullException.ThrowIfNull(checkpoint);
         ArgumentNullException.ThrowIfNull(set);
@@ -48,7 +51,9 @@ public static class ExpertSensitivity
             MaxResidentHiddenStateBytes = memory?.MaxResidentHiddenStateBytes ?? new StreamingOptions().MaxResidentHiddenStateBytes,
         };
         using var session = engine.CreateRunner(streaming).Start(set.Sequences, null, cancellationToken);
-        using var observer = new ExpertSensitivityObserver(profile, options, progress, cancellationToken);
+        var cold = profile is not null ? ColdExpertRule.FromProfile(profile)
+            : ColdExpertRule.FromTokens((long)set.Count * set.SeqLen, checkpoint.MoE.TopK, checkpoint.MoE.NumExperts);
+        using var observer = new ExpertSensitivityObserver(cold, options, progress, cancellationToken);
         var kinds = options.Recipe.HessianKinds;
         while (!session.AllLayersDone)
         {
@@ -65,7 +70,7 @@ public static class ExpertSensitivity
             for (var c = 0; c < chunks.Count; c++)
             {
                 using var hessians = kinds.Count == 0 ? null : new LayerHessianCollector(l, chunks[c], kinds);
-                var watch = new LayerObserverFan(c == 0 ? observer : null, hessians);
+                var watch = new LayerObserverFan(c == 0 ? observer : null, c == 0 ? usage : null, hessians);
                 // The original layer's outputs feed the next layer (widths are not known yet): the last chunk advances.
                 if (c == chunks.Count - 1) session.Advance(layer, watch, cancellationToken);
                 else session.Observe(layer, watch, cancellationToken);

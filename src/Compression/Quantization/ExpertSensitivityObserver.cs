@@ -16,7 +16,7 @@ namespace MoECompress.Compression.Quantization;
 /// </summary>
 internal sealed class ExpertSensitivityObserver : ILayerObserver, IDisposable
 {
-    private readonly CalibrationProfile? _profile;
+    private readonly ColdExpertRule? _cold;
     private readonly ExpertSensitivityOptions _options;
     private readonly int[] _candidates;
     private readonly IProgress<string>? _progress;
@@ -27,10 +27,10 @@ internal sealed class ExpertSensitivityObserver : ILayerObserver, IDisposable
     private readonly Dictionary<int, long[]> _tokens = [];
     private readonly List<QuantizeFallback> _fallbacks = [];
 
-    public ExpertSensitivityObserver(CalibrationProfile? profile, ExpertSensitivityOptions options, IProgress<string>? progress,
+    public ExpertSensitivityObserver(ColdExpertRule? cold, ExpertSensitivityOptions options, IProgress<string>? progress,
         CancellationToken cancellationToken)
     {
-        _profile = profile;
+        _cold = cold;
         _options = options;
         _candidates = options.Candidates.Order().ToArray();
         _progress = progress;
@@ -77,7 +77,7 @@ internal sealed class ExpertSensitivityObserver : ILayerObserver, IDisposable
             ExpertHessians? h = null;
             if (_options.Recipe.Method == QuantizeMethod.Gptq)
             {
-                var reason = _options.Recipe.FallbackReason(_profile, layer, e, tokens[e]);
+                var reason = _options.Recipe.FallbackReason(_cold, layer, e, tokens[e]);
                 if (reason is not null) _fallbacks.Add(new QuantizeFallback(layer, e, tokens[e], reason, "rtn"));
                 else h = hessians?.GetValueOrDefault(e);
             }

@@ -54,7 +54,7 @@ internal sealed class LayerQuantizationWriter
     /// Quantizes every projection of <paramref name="experts"/> (GPTQ with <paramref name="hessians"/> when the recipe
     /// allows it, RTN otherwise — fallbacks are added to <paramref name="fallbacks"/>) and writes the per-expert modules.
     /// </summary>
-    public void WriteExperts(IEnumerable<int> experts, IReadOnlyDictionary<int, ExpertHessians>? hessians, CalibrationProfile? profile,
+    public void WriteExperts(IEnumerable<int> experts, IReadOnlyDictionary<int, ExpertHessians>? hessians, ColdExpertRule? cold,
         List<QuantizeFallback> fallbacks, CancellationToken ct)
     {
         var src = _checkpoint.Tensors;
@@ -65,10 +65,10 @@ internal sealed class LayerQuantizationWriter
             ExpertHessians? h = null;
             if (_recipe.Method == QuantizeMethod.Gptq && hessians?.GetValueOrDefault(expert) is { } collected)
             {
-                h = _recipe.HessiansFor(profile, layer, collected);
+                h = _recipe.HessiansFor(cold, layer, collected);
                 if (h is null)
                     fallbacks.Add(new QuantizeFallback(layer, expert, collected.Tokens,
-                        _recipe.FallbackReason(profile, layer, expert, collected.Tokens)!, "rtn"));
+                        _recipe.FallbackReason(cold, layer, expert, collected.Tokens)!, "rtn"));
             }
             var bits = _widths[layer][expert];
             foreach (var entry in _byExpert.GetValueOrDefault(expert) ?? [])

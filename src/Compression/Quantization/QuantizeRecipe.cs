@@ -40,21 +40,21 @@ public sealed record QuantizeRecipe
 
     /// <summary>
     /// Why expert <paramref name="expert"/> of <paramref name="layer"/> cannot use GPTQ (null when it can, or when the
-    /// method is RTN): cold in the profile's coverage report, or fewer than <see cref="MinGptqTokens"/> routed tokens in
+    /// method is RTN): cold by <paramref name="cold"/> (a profile's coverage, or the threshold rule), or fewer than <see cref="MinGptqTokens"/> routed tokens in
     /// the layer pass that collected its Hessians (<paramref name="tokens"/>).
     /// </summary>
-    public string? FallbackReason(CalibrationProfile? profile, int layer, int expert, long tokens)
+    public string? FallbackReason(ColdExpertRule? cold, int layer, int expert, long tokens)
     {
         if (Method != QuantizeMethod.Gptq) return null;
-        if (profile is not null && profile.Coverage.IsCold(layer, expert))
-            return $"cold: {tokens} routed tokens, threshold {profile.Coverage.ColdThreshold:0.#}";
+        if (cold is not null && cold.IsCold(layer, expert, tokens))
+            return $"cold: {tokens} routed tokens, threshold {cold.Threshold:0.#}";
         if (tokens < MinGptqTokens) return $"{tokens} routed tokens, fewer than {MinGptqTokens}";
         return null;
     }
 
     /// <summary>The Hessians GPTQ uses for one expert, or null when it falls back to RTN (<see cref="FallbackReason"/>).</summary>
-    public ExpertHessians? HessiansFor(CalibrationProfile? profile, int layer, ExpertHessians? collected) =>
-        collected is not null && FallbackReason(profile, layer, collected.Expert, collected.Tokens) is null ? collected : null;
+    public ExpertHessians? HessiansFor(ColdExpertRule? cold, int layer, ExpertHessians? collected) =>
+        collected is not null && FallbackReason(cold, layer, collected.Expert, collected.Tokens) is null ? collected : null;
 
     /// <summary>
     /// Quantizes one projection [out, in] (float32) at <paramref name="bits"/>: GPTQ with the matching Hessian when

@@ -63,6 +63,10 @@ public sealed record QuantizeReport
     public Pipeline.MemoryPlan? Memory { get; init; }
     /// <summary>Which activations fed each layer of the GPTQ pass.</summary>
     public Propagation Propagation { get; init; }
+
+    /// <summary>The calibration statistics the allocation used (a saved profile, or those collected in the sensitivity
+    /// pass); null when none were needed. Not part of the JSON report.</summary>
+    public Calibration.CalibrationProfile? Usage { get; init; }
     /// <summary>Seconds per phase: profile, sensitivity, allocation, write, total.</summary>
     public required IReadOnlyDictionary<string, double> Seconds { get; init; }
 

@@ -20,7 +20,8 @@ namespace MoECompress.Compression.Quantization;
 /// </summary>
 /// <remarks>
 /// Order of work: options and the tensor plan are checked first (headers only: formats, fused layouts, budgets), then
-/// the calibration profile is loaded or collected, each expert's sensitivity ε_b is measured in one streamed pass, the
+/// a saved calibration profile is loaded when given (otherwise the router statistics are collected in the sensitivity
+/// pass itself, with no separate calibration pass), each expert's sensitivity ε_b is measured in one streamed pass, the
 /// widths are allocated (OR-Tools), and the output is written tensor by tensor in the input's order: each routed
 /// expert's three projections quantized at its width (GPTQ with the profile's Hessians, or RTN; cold experts RTN),
 /// attention and shared experts RTN-quantized only when their width is set, everything else copied byte for byte.
@@ -78,9 +79,11 @@ public static class Quantizer
         var memory = PlanMemory(checkpoint, plan, options);
         if (options.DryRun) progress?.Report(memory.ToMarkdown().TrimEnd());
 
-        // 1. Calibration profile (router statistics, coverage): vectors per layer, no Hessians.
+        // 1. Calibration statistics (router statistics, coverage): a saved profile when given; otherwise they are
+        //    collected in this command's own first pass over the model (the sensitivity pass when allocating; GPTQ's
+        //    uniform write pass judges coverage from the tokens its Hessians hold) — no separate calibration pass.
         CalibrationProfile? profile = null;
-        if (needsProfile)
+        if (needsProfile && (options.Profile.Profile is not null || options.Profile.Loaded is not null))
         {
             var sw = Stopwatch.StartNew();
             profile = ProfileProvider.LoadOrCollect(checkpoint, options.Profile, progress, cancellationToken);
@@ -94,7 +97,7 @@ public static class Quantizer
         var pinned = new List<(int Layer, int Expert)>();
         CalibrationSet? set = null;
         if (options.Allocates || (recipe.Method == QuantizeMethod.Gptq && !options.DryRun))
-            set = CalibrationPass.LoadTokens(checkpoint, options.Profile.Data, options.Profile.DataOptions, progress, cancellationToken);
+            set = options.Profile.LoadTokens(checkpoint, progress, cancellationToken);
         if (options.Uniform)
         {
             foreach (var l in plan.Layers) widths[l] = Enumerable.Repeat((int)options.Bits!.Value, plan.NumExperts).ToArray();
@@ -102,10 +105,13 @@ public static class Quantizer
         else
         {
             var sw = Stopwatch.StartNew();
-            progress?.Report($"pass 1 of 2: measuring expert sensitivity on {set!.Count} x {set.SeqLen} tokens at {string.Join("/", options.Candidates.Order())} bits, layer by layer");
+            progress?.Report($"pass 1 of 2: measuring expert sensitivity on {set!.Count} x {set.SeqLen} tokens at {string.Join("/", options.Candidates.Order())} bits, layer by layer" +
+                             (profile is null ? "; router statistics of this model collected in the same pass" : ""));
+            using var usage = profile is null ? new CalibrationCollector(new CalibrationCollectorOptions()) : null;
             sensitivity = ExpertSensitivity.Measure(checkpoint, set, profile,
                 new ExpertSensitivityOptions { Candidates = options.Candidates, Recipe = recipe, MicroBatch = options.Profile.MicroBatch },
-                memory, progress, cancellationToken);
+                memory, progress, cancellationToken, usage);
+            if (usage is not null) profile = ProfileProvider.Build(checkpoint, set, usage);
             seconds["sensitivity"] = sw.Elapsed.TotalSeconds;
 
             var top = options.Candidates.Max();
@@ -169,7 +175,7 @@ public static class Quantizer
             AverageBits = expertBits / expertParams, StoredBitsPerParameter = storedBits, InputBytes = plan.InputBytes,
             PredictedBytes = predicted, ActualBytes = actual, FixedBytes = plan.FixedBytes, Allocation = allocation, Sensitivity = sensitivity,
             ColdExperts = cold, PinnedExperts = pinned, OtherQuantizedModules = otherModules, Notes = notes, Memory = memory,
-            Propagation = options.Propagate,
+            Propagation = options.Propagate, Usage = profile,
             Seconds = new Dictionary<string, double>(seconds) { ["total"] = total.Elapsed.TotalSeconds },
         };
         if (output is null) return Report(null);
@@ -192,6 +198,8 @@ public static class Quantizer
     {
         var src = checkpoint.Tensors;
         var specs = plan.Specs(widths);
+        var coldRule = profile is not null ? ColdExpertRule.FromProfile(profile)
+            : set is not null ? ColdExpertRule.FromTokens((long)set.Count * set.SeqLen, checkpoint.MoE.TopK, checkpoint.MoE.NumExperts) : null;
         using var writer = CheckpointWriter.Create(output, specs, new CheckpointWriterOptions
         {
             Overwrite = options.Overwrite, ManifestOptions = options.ToJsonObject(), Resumable = true, Resume = options.Resume,
@@ -223,13 +231,13 @@ public static class Quantizer
         var expertEntries = plan.Entries.Where(e => e.Kind is QuantizePlan.Kind.Expert or QuantizePlan.Kind.Composite)
             .ToLookup(e => e.Kind == QuantizePlan.Kind.Expert ? e.Layer : e.Slices[0].Layer);
         if (recipe.Method == QuantizeMethod.Gptq)
-            WriteSequentially(checkpoint, plan, options, recipe, profile, widths, set!, memory, expertEntries, writer, journal, progress, ct);
+            WriteSequentially(checkpoint, plan, options, recipe, coldRule, widths, set!, memory, expertEntries, writer, journal, progress, ct);
         else
             foreach (var layer in plan.Layers.Where(l => l >= journal.NextLayer))
             {
                 progress?.Report($"writing layer {layer}");
                 var layerWriter = new LayerQuantizationWriter(layer, checkpoint, plan, options, recipe, widths, writer, expertEntries[layer], null);
-                layerWriter.WriteExperts(Enumerable.Range(0, plan.NumExperts), null, profile, fallbacks, ct);
+                layerWriter.WriteExperts(Enumerable.Range(0, plan.NumExperts), null, coldRule, fallbacks, ct);
                 layerWriter.Finish();
                 journal.Save(layer + 1);
             }
@@ -260,7 +268,7 @@ public static class Quantizer
     /// the default) or with the original ones — become the next layer's inputs. Nothing of layer l is held when l+1 starts.
     /// </summary>
     private static void WriteSequentially(ModelCheckpoint checkpoint, QuantizePlan plan, QuantizeOptions options, QuantizeRecipe recipe,
-        CalibrationProfile? profile, IReadOnlyDictionary<int, int[]> widths, CalibrationSet set, MemoryPlan memory,
+        ColdExpertRule? cold, IReadOnlyDictionary<int, int[]> widths, CalibrationSet set, MemoryPlan memory,
         ILookup<int, QuantizePlan.Entry> expertEntries, CheckpointWriter writer, QuantizeJournal journal,
         IProgress<string>? progress, CancellationToken ct)
     {
@@ -298,7 +306,7 @@ public static class Quantizer
                 var hessians = collector.Build();
                 try
                 {
-                    layerWriter.WriteExperts(chunks[c], hessians, profile, fallbacks, ct);
+                    layerWriter.WriteExperts(chunks[c], hessians, cold, fallbacks, ct);
                 }
                 finally
                 {
