@@ -13,6 +13,7 @@ internal static class CommandCatalog
         yield return PruneCommand.Create(stdout, stderr);
         yield return MergeCommand.Create(stdout, stderr);
         yield return QuantizeCommand.Create(stdout, stderr);
+        yield return CompressCommand.Create(stdout, stderr);
         yield return SubstituteCommand.Create(stdout, stderr);
         yield return SkipPlanCommand.Create(stdout, stderr);
         yield return DequantizeCommand.Create(stdout, stderr);

@@ -1,3 +1,4 @@
+using MoECompress.Compression.Pipeline;
 using System.CommandLine;
 using MoECompress.Cli.Rendering;
 using MoECompress.Compression.Gguf;

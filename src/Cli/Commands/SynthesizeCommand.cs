@@ -1,3 +1,4 @@
+using MoECompress.Compression.Pipeline;
 using System.CommandLine;
 using System.Text.Json.Nodes;
 using MoECompress.Cli.Rendering;

@@ -298,6 +298,17 @@ public static class Merger
             throw new MoeCompressException(ErrorKind.Io, $"{outputDir}: already exists (use --overwrite to replace it)");
     }
 
+    /// <summary>The experts (clusters) per MoE layer the merge produces, with the options and the model's MoE invariants
+    /// checked from its config alone — no weights read, nothing calibrated.</summary>
+    /// <exception cref="MoeCompressException">Usage or Infeasible, as <see cref="Run"/> would throw before any work.</exception>
+    public static int PlanExpertCount(MoEConfig moe, MergeOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(moe);
+        ArgumentNullException.ThrowIfNull(options);
+        Validate(options);
+        return ResolveOutputCount(options, moe);
+    }
+
     private static int ResolveOutputCount(MergeOptions options, MoEConfig moe)
     {
         int count;

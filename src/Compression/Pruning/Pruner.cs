@@ -64,14 +64,7 @@ public static class Pruner
         if (cfg.NumMoELayers == 0)
             throw new MoeCompressException(ErrorKind.Infeasible, $"{checkpoint.ConfigPath}: the model has no routed MoE layer to prune");
         var groups = Math.Max(1, cfg.NumGroups);
-        var keep = ResolveUniformKeep(cfg, options, out var keepOption);
-        var feasible = MoEInvariants.FeasibleCounts(cfg);
-        if (!options.Global || feasible.Count > 0 && keep < feasible[0])
-            MoEInvariants.CheckOutputCount(cfg, keep, keepOption); // with --global: an average below every loadable count cannot be met
-        if (options.Global && !feasible.Any(c => c < cfg.NumExperts))
-            throw new MoeCompressException(ErrorKind.Infeasible,
-                $"--global: no expert count below {cfg.NumExperts} is loadable for this model (top-k {cfg.TopK}" +
-                (groups > 1 ? $", n_group {groups}, topk_group {cfg.TopKGroups}" : "") + ")");
+        var keep = PlanExpertCount(cfg, options);
         if (output is not null && string.Equals(output, checkpoint.Directory, StringComparison.Ordinal))
             throw new MoeCompressException(ErrorKind.Usage, $"--output {output}: is the input model; write the pruned model elsewhere");
         if (options.Profile.Profile is null || scorer.RequiresActivations)
@@ -192,6 +185,28 @@ public static class Pruner
             new ExpertSurgeryOptions { Overwrite = options.Overwrite, MaxShardBytes = options.MaxShardBytes, ManifestProperties = manifest },
             progress, cancellationToken);
         return report with { Output = surgery.OutputDirectory, Surgery = surgery, ElapsedSeconds = clock.Elapsed.TotalSeconds };
+    }
+
+    /// <summary>
+    /// The routed experts per MoE layer the pruning keeps (with <see cref="PruneOptions.Global"/>: the average it aims
+    /// at; the equalised count is known only after scoring), checked against the options and the model's MoE invariants
+    /// from its config alone — no weights read, nothing calibrated.
+    /// </summary>
+    /// <exception cref="MoeCompressException">Usage or Infeasible, as <see cref="Run"/> would throw before any work.</exception>
+    public static int PlanExpertCount(MoEConfig cfg, PruneOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(cfg);
+        ArgumentNullException.ThrowIfNull(options);
+        CheckCountOptions(options);
+        var keep = ResolveUniformKeep(cfg, options, out var keepOption);
+        var feasible = MoEInvariants.FeasibleCounts(cfg);
+        if (!options.Global || feasible.Count > 0 && keep < feasible[0])
+            MoEInvariants.CheckOutputCount(cfg, keep, keepOption); // with --global: an average below every loadable count cannot be met
+        if (options.Global && !feasible.Any(c => c < cfg.NumExperts))
+            throw new MoeCompressException(ErrorKind.Infeasible,
+                $"--global: no expert count below {cfg.NumExperts} is loadable for this model (top-k {cfg.TopK}" +
+                (cfg.NumGroups > 1 ? $", n_group {cfg.NumGroups}, topk_group {cfg.TopKGroups}" : "") + ")");
+        return keep;
     }
 
     private static void CheckCountOptions(PruneOptions options)

@@ -1,11 +1,12 @@
 using System.Globalization;
 using MoECompress.Formats.Errors;
 
-namespace MoECompress.Cli.Commands;
+namespace MoECompress.Compression.Pipeline;
 
 /// <summary>Parses and prints byte sizes: "5GB", "500MB", "2GiB", "1.5G", "123456".</summary>
-internal static class ByteSize
+public static class ByteSize
 {
+    /// <summary>Bytes of <paramref name="text"/>; a usage error naming <paramref name="option"/> when it is not a size.</summary>
     public static long Parse(string text, string option)
     {
         var s = text.Trim();
@@ -25,6 +26,7 @@ internal static class ByteSize
         return (long)Math.Round(value * unit);
     }
 
+    /// <summary>A short binary-unit rendering ("1.50 GiB").</summary>
     public static string Format(long bytes) => bytes switch
     {
         >= 1L << 30 => $"{bytes / (double)(1L << 30):0.00} GiB",
