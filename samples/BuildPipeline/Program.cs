@@ -1,43 +1,41 @@
-// A build pipeline on the moe-compress library: prune 25% of the experts, quantize the result to 3 bits with GPTQ,
-// measure it against the original on held-out text and write report.html — the steps `moe-compress prune` and
-// `moe-compress quantize --eval` run, through the NuGet packages.
+// A build pipeline on the moe-compress library: run a compression recipe (prune 25% + GPTQ 3 bits + evaluation
+// against the original, see recipe.yaml) through the NuGet packages — what `moe-compress compress --recipe` does.
+// The same recipe as C# objects:
+//   new CompressionRecipe { Steps = [new PruneStep { Ratio = 0.25 }, new QuantizeStep { Bits = 3, GroupSize = 64 }],
+//                           Evaluate = new EvaluationSettings { Tokens = 1024 } }
 //
-// usage: BuildPipeline <model> <calibration text> <held-out text> <output folder>
-using MoECompress.Compression.Calibration;
-using MoECompress.Compression.Evaluation;
+// usage: BuildPipeline <model> <recipe.yaml> <output folder>
+using MoECompress.Compression.Pipeline;
 using MoECompress.Compression.Pruning;
 using MoECompress.Compression.Quantization;
 using MoECompress.Compression.Reporting;
 using MoECompress.Formats.Errors;
 
-if (args.Length != 4)
+if (args.Length != 3)
 {
-    Console.Error.WriteLine("usage: BuildPipeline <model> <calibration text> <held-out text> <output folder>");
+    Console.Error.WriteLine("usage: BuildPipeline <model> <recipe.yaml> <output folder>");
     return 2;
 }
-var (model, calibration, heldOut, output) = (args[0], args[1], args[2], args[3]);
-var progress = new StderrLines();
-var data = new ProfileRequest { Data = calibration, Samples = 8, SeqLen = 128 };
+var (model, recipeFile, output) = (args[0], args[1], args[2]);
 try
 {
-    var pruned = Path.Combine(output, "pruned");
-    var prune = Pruner.Run(new PruneOptions { Model = model, Output = pruned, Ratio = 0.25, Profile = data, Overwrite = true }, progress);
-    Console.WriteLine($"pruned     {prune.InputExperts} -> {prune.OutputExperts} experts per layer ({prune.Method})");
+    var pipeline = new CompressionPipeline { Model = model, Output = output, Recipe = CompressionRecipe.Load(recipeFile), Overwrite = true };
+    Console.WriteLine(pipeline.Plan().ToMarkdown());   // checked against the model's config before any work
+    using var cancel = new CancellationTokenSource();
+    Console.CancelKeyPress += (_, e) => { e.Cancel = true; cancel.Cancel(); };
+    var report = await pipeline.RunAsync(new StageLines(), cancel.Token);
 
-    var quantized = Path.Combine(output, "pruned-3bit");
-    var quantize = await Quantizer.RunAsync(new QuantizeOptions
-    {
-        Model = pruned, Output = quantized, Bits = 3, GroupSize = 64, Profile = data, Overwrite = true,
-    }, progress);
-    Console.WriteLine($"quantized  {quantize.AverageBits:0.##} bits on average, {quantize.ActualBytes / 1e6:0.0} MB (input {quantize.InputBytes / 1e6:0.0} MB)");
-
-    var eval = await Evaluator.RunAsync(new EvaluateOptions { Model = quantized, Base = model, Data = heldOut, MaxTokens = 1024 }, progress);
-    var m = eval.Metrics;
-    Console.WriteLine($"quality    perplexity {m.Perplexity:0.00} (original {m.BasePerplexity:0.00}), mean KL {m.MeanKl:0.0000}, top-1 {100 * m.Top1Agreement:0.0}%");
-
-    var report = Path.Combine(output, HtmlReport.FileName);
-    new HtmlReport("BuildPipeline sample: prune 25% + GPTQ 3 bits").Pruning(prune).Quantization(quantize).Evaluation("pruned + 3 bits", eval).Write(report);
-    Console.WriteLine($"report     {report}");
+    foreach (var step in report.Steps)
+        Console.WriteLine(step.Report switch
+        {
+            PruneReport p => $"pruned     {p.InputExperts} -> {p.OutputExperts} experts per layer ({p.Method})",
+            QuantizeReport q => $"quantized  {q.AverageBits:0.##} bits on average, {q.ActualBytes / 1e6:0.0} MB (input {q.InputBytes / 1e6:0.0} MB)",
+            _ => step.Step.Kind,
+        });
+    Console.WriteLine($"calibration passes: {report.CalibrationPasses}");
+    if (report.Evaluation?.Metrics is { } m)
+        Console.WriteLine($"quality    perplexity {m.Perplexity:0.00} (original {m.BasePerplexity:0.00}), mean KL {m.MeanKl:0.0000}, top-1 {100 * m.Top1Agreement:0.0}%");
+    Console.WriteLine($"report     {Path.Combine(report.Output, HtmlReport.FileName)}");
     return 0;
 }
 catch (MoeCompressException ex)
@@ -45,9 +43,15 @@ catch (MoeCompressException ex)
     Console.Error.WriteLine($"error: {ex.Message}");
     return ex.ExitCode;
 }
-
-/// <summary>Progress messages as indented lines on stderr, in order.</summary>
-internal sealed class StderrLines : IProgress<string>
+catch (OperationCanceledException)
 {
-    public void Report(string value) => Console.Error.WriteLine("  " + value);
+    Console.Error.WriteLine("cancelled; nothing was written");
+    return 130;
+}
+
+/// <summary>Structured progress as lines on stderr: one per pipeline stage, then the stage's messages indented.</summary>
+internal sealed class StageLines : IProgress<ProgressUpdate>
+{
+    public void Report(ProgressUpdate value) =>
+        Console.Error.WriteLine(value.Step is not null ? value.Message : $"  [{value.Stage}{(value.Layer is { } l ? $" layer {l}" : "")}] {value.Message}");
 }
