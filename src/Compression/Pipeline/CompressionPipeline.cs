@@ -75,7 +75,11 @@ public sealed class CompressionPipeline
                         after = Merger.PlanExpertCount(current, m.ToOptions(Model, null, request, dryRun: true));
                         break;
                     case QuantizeStep q:
-                        q.ToOptions(Model, null, request, dryRun: true).Validate();
+                        var options = q.ToOptions(Model, null, request, dryRun: true);
+                        options.Validate();
+                        // Pruning and merging keep the tensor layout, so the input tells whether the format can hold the
+                        // experts (fused or already-quantized experts, --layers out of range).
+                        QuantizePlan.Build(checkpoint, options);
                         break;
                     default:
                         throw new MoeCompressException(ErrorKind.Usage, $"unknown step type {step.GetType().Name}");

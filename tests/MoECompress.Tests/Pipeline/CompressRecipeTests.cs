@@ -155,6 +155,19 @@ public sealed class CompressRecipeTests
         Assert.Equal(2, plan.CalibrationPasses);
     }
 
+    [Fact]
+    public void A_packed_format_for_fused_experts_is_refused_before_any_work()
+    {
+        var fused = TinyCalibrationModel.Write("qwen3-moe-fused", TinyCalibrationModel.NewPath("fused"), 3, (_, _) => { });
+        var recipe = new CompressionRecipe { Steps = [new PruneStep { Ratio = 0.25 }, new QuantizeStep { Bits = 4, Uniform = true }] };
+        var output = TinyCalibrationModel.NewPath("compress-fused");
+        var ex = Assert.Throws<MoeCompressException>(() => new CompressionPipeline { Model = fused, Output = output, Recipe = recipe }.Plan());
+        Assert.Contains("recipe steps[1] (quantize):", ex.Message);
+        Assert.Contains("stored fused", ex.Message);
+        Assert.Contains("format dequantized", ex.Message);
+        Assert.False(Directory.Exists(output));
+    }
+
     private static CompressionPipeline WithRecipe(CompressionRecipe recipe) =>
         new() { Model = TinyCalibrationModel.Mixtral, Recipe = recipe };
 
