@@ -277,7 +277,7 @@ public static class Evaluator
             var baseRow = hBase.square().sum(-1);
             diffSquares += diffRow.sum().item<double>();
             baseSquares += baseRow.sum().item<double>();
-            tokenRatios += (diffRow.sqrt() / baseRow.sqrt().clamp_min(double.Epsilon)).sum().item<double>();
+            tokenRatios += (diffRow.sqrt() / baseRow.sqrt().AtLeast(double.Epsilon)).sum().item<double>();
             count += w.TargetCount;
         }
         var relative = baseSquares > 0 ? Math.Sqrt(diffSquares / baseSquares) : diffSquares == 0 ? 0 : double.PositiveInfinity;

@@ -27,7 +27,7 @@ public static class ExpertWeightMerge
         var f = Normalize(weights, coefficients);
         using var scope = NewDisposeScope();
         var sum = zeros(weights[0].shape, ScalarType.Float64);
-        for (var i = 0; i < weights.Count; i++) sum.add_(weights[i].to(ScalarType.Float64), alpha: f[i]);
+        for (var i = 0; i < weights.Count; i++) sum.AddScaled_(weights[i].to(ScalarType.Float64), f[i]);
         return sum.to(ScalarType.Float32).MoveToOuterDisposeScope();
     }
 
@@ -87,7 +87,7 @@ public static class ExpertWeightMerge
 
         // V̄ᵀ = Σ f_i V_iᵀ, the members' column blocks of Vᵀ averaged with the merge weights.
         var vbar = zeros(new long[] { available, cols }, vh.dtype);
-        for (var i = 0; i < n; i++) vbar.add_(vh.narrow(1, i * cols, cols), alpha: f[i]);
+        for (var i = 0; i < n; i++) vbar.AddScaled_(vh.narrow(1, i * cols, cols), f[i]);
         var merged = (u.narrow(1, 0, keep) * s.narrow(0, 0, keep).unsqueeze(0)).matmul(vbar.narrow(0, 0, keep)).to(ScalarType.Float64);
         if (cholesky is not null)
             merged = linalg.solve_triangular(cholesky, merged, upper: false, left: false); // X·L = M  ⇒  X = M·L⁻¹
@@ -106,13 +106,13 @@ public static class ExpertWeightMerge
         if (!(damping >= 0)) throw new ArgumentOutOfRangeException(nameof(damping), damping, "must not be negative");
         using var scope = NewDisposeScope();
         var h = hessian.to(ScalarType.Float64);
-        h = (h + h.t()) * 0.5;
+        h = (h + h.t()).Times(0.5);
         var meanDiag = h.diagonal().mean().item<double>();
         if (!(meanDiag > 0) || !double.IsFinite(meanDiag)) return null;
         var lambda = Math.Max(damping, 1e-10);
         for (var attempt = 0; attempt < 5; attempt++, lambda *= 10)
         {
-            var damped = h + eye(size, dtype: ScalarType.Float64) * (lambda * meanDiag);
+            var damped = h + eye(size, dtype: ScalarType.Float64).Times(lambda * meanDiag);
             var (l, info) = linalg.cholesky_ex(damped);
             if (info.item<int>() == 0 && l.isfinite().all().item<bool>())
                 return l.MoveToOuterDisposeScope();

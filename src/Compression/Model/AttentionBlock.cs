@@ -32,15 +32,15 @@ public abstract class AttentionBlock : IDisposable
         var defaultScale = 1.0 / Math.Sqrt(dq);
         // scaled_dot_product_attention in TorchSharp 0.107 has no scale argument: fold the ratio into q.
         if (Math.Abs(scale - defaultScale) > 1e-12 * defaultScale)
-            q = q * (scale / defaultScale);
+            q = q.Times(scale / defaultScale);
         Tensor result;
         if (slidingWindow is null || slidingWindow.Value >= length)
             result = nn.functional.scaled_dot_product_attention(q, k, v, is_casual: true);
         else
         {
-            var i = arange(length, device: q.device).unsqueeze(1);
-            var j = arange(length, device: q.device).unsqueeze(0);
-            var visible = j.le(i).logical_and((i - j).lt(slidingWindow.Value));
+            var i = ScalarOps.Range(length, device: q.device).unsqueeze(1);
+            var j = ScalarOps.Range(length, device: q.device).unsqueeze(0);
+            var visible = j.le(i).logical_and((i - j).LessThan(slidingWindow.Value));
             result = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask: visible);
         }
         return result.MoveToOuterDisposeScope();
@@ -56,12 +56,12 @@ public abstract class AttentionBlock : IDisposable
         var b = q.shape[0];
         var heads = q.shape[1];
         var length = q.shape[^2];
-        var logits = matmul(q, k.transpose(-2, -1)) * scale;
-        var i = arange(length, device: q.device).unsqueeze(1);
-        var j = arange(length, device: q.device).unsqueeze(0);
+        var logits = matmul(q, k.transpose(-2, -1)).Times(scale);
+        var i = ScalarOps.Range(length, device: q.device).unsqueeze(1);
+        var j = ScalarOps.Range(length, device: q.device).unsqueeze(0);
         var visible = j.le(i);
-        if (slidingWindow is { } w) visible = visible.logical_and((i - j).lt(w));
-        logits = logits.masked_fill(visible.logical_not(), double.NegativeInfinity);
+        if (slidingWindow is { } w) visible = visible.logical_and((i - j).LessThan(w));
+        logits = logits.FillWhere(visible.logical_not(), double.NegativeInfinity);
         var sink = sinks.to(logits.dtype).view(1, heads, 1, 1).expand(b, heads, length, 1);
         var probabilities = cat(new[] { logits, sink }, -1).softmax(-1).narrow(-1, 0, length);
         return matmul(probabilities, v).MoveToOuterDisposeScope();

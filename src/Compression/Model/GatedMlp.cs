@@ -94,9 +94,9 @@ public sealed class GatedMlp : IDisposable
         var u = nn.functional.linear(x, As(Up, x), AsOptional(UpBias, x));
         if (Activation == GptOssSwiglu)
         {
-            g = g.clamp_max(GptOssSwigluLimit);
-            u = u.clamp(-GptOssSwigluLimit, GptOssSwigluLimit);
-            return (u + 1) * (g * (g * GptOssSwigluAlpha).sigmoid());
+            g = g.AtMost(GptOssSwigluLimit);
+            u = u.ClampTo(-GptOssSwigluLimit, GptOssSwigluLimit);
+            return u.Plus(1) * (g * g.Times(GptOssSwigluAlpha).sigmoid());
         }
         return Activate(g, Activation) * u;
     }

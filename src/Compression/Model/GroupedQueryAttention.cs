@@ -65,9 +65,9 @@ public sealed class GroupedQueryAttention : AttentionBlock
         if (KNorm is not null && KNorm.Size != HeadDim) k = KNorm.Forward(k);
         if (ClipQkv is { } clip)
         {
-            q = q.clamp(-clip, clip);
-            k = k.clamp(-clip, clip);
-            v = v.clamp(-clip, clip);
+            q = q.ClampTo(-clip, clip);
+            k = k.ClampTo(-clip, clip);
+            v = v.ClampTo(-clip, clip);
         }
         q = q.view(b, l, NumHeads, HeadDim);
         k = k.view(b, l, NumKeyValueHeads, HeadDim);

@@ -62,6 +62,7 @@ public sealed class MoEBlock : IDisposable
 
         var flatWeights = routing.TopKWeights.reshape(-1);
         var routed = zeros(t, x.shape[1], x.dtype, x.device);
+        using var one = 1.ToScalar();
         for (var e = 0; e < numExperts; e++)
         {
             if (dispatch.Count(e) == 0) continue;
@@ -78,7 +79,7 @@ public sealed class MoEBlock : IDisposable
                 var ranks = tensor(slots.Select(s => s % k).ToArray(), ScalarType.Int64, x.device);
                 observer.OnExpert(new ExpertActivation(Layer, e, batch, routing, rows, ranks, xin, h, y, gates));
             }
-            routed.index_add_(0, rows, y * gates.unsqueeze(1), 1);
+            routed.index_add_(0, rows, y * gates.unsqueeze(1), one);
         }
 
         return Finish(x, routing, routed, options, observer, batch).MoveToOuterDisposeScope();

@@ -61,7 +61,7 @@ public sealed class MoERouter : IDisposable
         var z = logits.to(ScalarType.Float32);
         Tensor scores = spec.Scoring switch
         {
-            RouterScoring.Softmax => (dropped is null ? z : z.masked_fill(dropped, double.NegativeInfinity)).softmax(-1),
+            RouterScoring.Softmax => (dropped is null ? z : z.FillWhere(dropped, double.NegativeInfinity)).softmax(-1),
             RouterScoring.Sigmoid => z.sigmoid(),
             _ => throw new InvalidOperationException($"unknown scoring {spec.Scoring}"),
         };
@@ -70,7 +70,7 @@ public sealed class MoERouter : IDisposable
         if (spec.UseCorrectionBias && correctionBias is not null)
             choice = scores + correctionBias.to(ScalarType.Float32).unsqueeze(0);
         if (dropped is not null)
-            choice = choice.masked_fill(dropped, double.NegativeInfinity);
+            choice = choice.FillWhere(dropped, double.NegativeInfinity);
 
         if (spec.GroupSelection != RouterGroupSelection.None && spec.NumGroups > 1)
         {
@@ -82,7 +82,7 @@ public sealed class MoERouter : IDisposable
             var groupIdx = groupScores.topk(spec.TopKGroups, -1).indexes;
             var groupMask = zeros(t, g, ScalarType.Float32).scatter_(1, groupIdx, ones(t, spec.TopKGroups, ScalarType.Float32));
             var expertMask = groupMask.unsqueeze(-1).expand(t, g, e / g).reshape(t, e);
-            choice = choice.masked_fill(expertMask.eq(0), double.NegativeInfinity);
+            choice = choice.FillWhere(expertMask.EqualTo(0), double.NegativeInfinity);
         }
 
         var topIdx = choice.topk(spec.TopK, -1).indexes;

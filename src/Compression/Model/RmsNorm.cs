@@ -23,8 +23,8 @@ public sealed class RmsNorm : IDisposable
     public static Tensor Apply(Tensor x, Tensor weight, double eps)
     {
         using var scope = NewDisposeScope();
-        var variance = x.pow(2).mean(new long[] { -1 }, keepdim: true);
-        var normed = x * (variance + eps).rsqrt();
+        var variance = x.Power(2).mean(new long[] { -1 }, keepdim: true);
+        var normed = x * variance.Plus(eps).rsqrt();
         return (weight * normed).MoveToOuterDisposeScope();
     }
 

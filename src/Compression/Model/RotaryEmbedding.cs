@@ -175,15 +175,15 @@ public sealed class RotaryEmbedding
         using var scope = NewDisposeScope();
         var inv = InverseFrequencies(sequenceLength).Select(x => (float)x).ToArray();
         var invT = tensor(inv, ScalarType.Float32);
-        var pos = arange(0, sequenceLength, 1, ScalarType.Float32);
+        var pos = ScalarOps.Range(sequenceLength, ScalarType.Float32);
         var freqs = outer(pos, invT);
         var emb = cat(new[] { freqs, freqs }, 1);
         var cosT = emb.cos();
         var sinT = emb.sin();
         if (AttentionFactor != 1.0)
         {
-            cosT = cosT * AttentionFactor;
-            sinT = sinT * AttentionFactor;
+            cosT = cosT.Times(AttentionFactor);
+            sinT = sinT.Times(AttentionFactor);
         }
         return new RotaryTables(cosT.MoveToOuterDisposeScope(), sinT.MoveToOuterDisposeScope());
     }

@@ -101,7 +101,7 @@ internal sealed class ExpertSensitivityObserver : ILayerObserver, IDisposable
         var gs = new List<Tensor>();
         foreach (var (input, indices, weights) in _batches)
         {
-            var hit = indices.eq(expert);
+            var hit = indices.EqualTo(expert);
             var rows = hit.any(1).nonzero().squeeze(1);
             if (rows.shape[0] == 0) continue;
             xs.Add(input.index_select(0, rows));

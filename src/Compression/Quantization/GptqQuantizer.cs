@@ -57,15 +57,15 @@ public static class GptqQuantizer
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
         var W = w.to(ScalarType.Float32).clone();
-        var H = hessianSum.to(ScalarType.Float32) * (float)(2.0 / tokens);
+        var H = hessianSum.to(ScalarType.Float32).Times((float)(2.0 / tokens));
         if (!H.isfinite().all().item<bool>())
             throw new MoeCompressException(ErrorKind.InvalidValues, "the calibration Hessian holds NaN or Inf values");
 
-        var dead = H.diagonal() == 0f;
+        var dead = H.diagonal().EqualTo(0);
         if (dead.any().item<bool>())
         {
-            H.diagonal().masked_fill_(dead, 1f);
-            W.masked_fill_(dead.unsqueeze(0), 0f);
+            H.diagonal().FillWhere_(dead, 1);
+            W.FillWhere_(dead.unsqueeze(0), 0);
         }
 
         Tensor? perm = null;
@@ -119,7 +119,7 @@ public static class GptqQuantizer
         var scaleMatrix = stack(scales, 1);
         var zeroMatrix = stack(zeroPoints, 1);
         var codeMatrix = tensor(codes, [rows, cols]);
-        var groupIndex = arange(cols, ScalarType.Int64).div(g, rounding_mode: RoundingMode.floor);
+        var groupIndex = ScalarOps.Range(cols).FloorOver(g);
         if (perm is not null)
         {
             var inverse = perm.argsort();

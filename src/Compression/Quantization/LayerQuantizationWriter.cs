@@ -123,8 +123,8 @@ internal sealed class LayerQuantizationWriter
         };
         var rows = deq.shape[0];
         var index = r.Interleaved
-            ? arange(r.RowStart, r.RowStart + 2 * rows, 2, ScalarType.Int64)
-            : arange(r.RowStart, r.RowStart + rows, ScalarType.Int64);
+            ? ScalarOps.Range(r.RowStart, r.RowStart + 2 * rows, 2)
+            : ScalarOps.Range(r.RowStart, r.RowStart + rows, 1);
         m.index_copy_(0, index, deq);
     }
 

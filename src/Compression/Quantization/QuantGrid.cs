@@ -26,8 +26,8 @@ internal static class QuantGrid
         Tensor scale, zero;
         if (s.Bits == 1)
         {
-            scale = x.abs().mean([1]) * 2f;
-            zero = full_like(scale, 0.5f);
+            scale = x.abs().mean([1]).Times(2);
+            zero = ScalarOps.FullLike(scale, 0.5);
             return (scale.MoveToOuterDisposeScope(), zero.MoveToOuterDisposeScope());
         }
         float maxq = s.MaxCode;
@@ -71,7 +71,7 @@ internal static class QuantGrid
     public static Tensor Codes(Tensor x, Tensor scale, Tensor zero, QuantizationScheme s)
     {
         using var scope = NewDisposeScope();
-        if (s.Bits == 1) return (x >= 0f).to(ScalarType.Float32).MoveToOuterDisposeScope();
+        if (s.Bits == 1) return x.GreaterOrEqual(0).to(ScalarType.Float32).MoveToOuterDisposeScope();
         var sc = x.dim() == 2 ? scale.unsqueeze(1) : scale;
         var z = x.dim() == 2 ? zero.unsqueeze(1) : zero;
         using var zeroS = 0f.ToScalar();

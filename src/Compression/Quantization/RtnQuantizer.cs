@@ -37,7 +37,7 @@ public static class RtnQuantizer
             scales.select(1, k).copy_(s);
             zeroPoints.select(1, k).copy_(z);
         }
-        var groupIndex = arange(cols, ScalarType.Int64).div(g, rounding_mode: RoundingMode.floor).to(ScalarType.Int32);
+        var groupIndex = ScalarOps.Range(cols).FloorOver(g).to(ScalarType.Int32);
         return new QuantizedMatrix(scheme, codes.to(ScalarType.Int32).MoveToOuterDisposeScope(), scales.MoveToOuterDisposeScope(),
             zeroPoints.MoveToOuterDisposeScope(), groupIndex.MoveToOuterDisposeScope());
     }

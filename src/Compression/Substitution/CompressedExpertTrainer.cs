@@ -91,7 +91,7 @@ public static class CompressedExpertTrainer
                     yb = y.index_select(0, rows);
                 }
                 var prediction = CompressedMoEForward.Routed(xb, experts, part, c1, c2, c3);
-                var loss = (prediction - yb).square().sum() / yb.square().sum().clamp_min(1e-30);
+                var loss = (prediction - yb).square().sum() / yb.square().sum().AtLeast(1e-30);
                 optimizer.zero_grad();
                 loss.backward();
                 optimizer.step();
@@ -121,7 +121,7 @@ public static class CompressedExpertTrainer
         {
             using var scope = NewDisposeScope();
             var count = Math.Min(MeasureChunk, n - start);
-            var rows = arange(start, start + count, ScalarType.Int64, x.device);
+            var rows = ScalarOps.Range(start, start + count, 1, device: x.device);
             using var part = routing.Rows(rows);
             var prediction = CompressedMoEForward.Routed(x.narrow(0, start, count), experts, part, c1, c2, c3);
             var target = y.narrow(0, start, count);

@@ -62,7 +62,7 @@ public static class CompressedMoEForward
                 ? experts[e].ForwardModulated(xin, c1!.index_select(0, rows), c3!.index_select(0, rows), c2!.index_select(0, rows))
                 : experts[e].ForwardWithIntermediate(xin);
             onExpert?.Invoke(e, rows, tensor(slots.Select(s => s % m).ToArray(), ScalarType.Int64, x.device), xin, h, y, gates);
-            routed.index_add_(0, rows, y * gates.unsqueeze(1), 1);
+            routed.IndexAdd_(0, rows, y * gates.unsqueeze(1));
         }
         return routed.MoveToOuterDisposeScope();
     }

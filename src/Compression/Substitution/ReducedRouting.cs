@@ -66,27 +66,27 @@ public sealed class ReducedRouting : IDisposable
         long protectedTokens = 0;
         if (skip is not null && m >= 2)
         {
-            var ratio = mainWeights.select(1, 1) / mainWeights.select(1, 0).clamp_min(float.Epsilon);
+            var ratio = mainWeights.select(1, 1) / mainWeights.select(1, 0).AtLeast(float.Epsilon);
             var norms = x.to(ScalarType.Float32).square().sum(1).sqrt();
-            var isProtected = norms.ge(skip.NormThreshold);
-            var drop = ratio.lt(skip.Mu).logical_and(isProtected.logical_not());
+            var isProtected = norms.GreaterOrEqual(skip.NormThreshold);
+            var drop = ratio.LessThan(skip.Mu).logical_and(isProtected.logical_not());
             protectedTokens = isProtected.sum().item<long>();
             var dropped = drop.cpu().data<bool>().ToArray();
             for (var i = 0; i < dropped.Length; i++)
                 if (dropped[i]) active[i * m + 1] = false;
             var keep = ones(t, m, ScalarType.Float32, x.device);
-            keep.select(1, 1).masked_fill_(drop, 0.0);
+            keep.select(1, 1).FillWhere_(drop, 0.0);
             effective = mainWeights * keep;
         }
         if (spec.Normalize && (aux > 0 || skip is not null))
-            effective = effective * (sortedWeights.sum(1, keepdim: true) / effective.sum(1, keepdim: true).clamp_min(float.Epsilon));
+            effective = effective * (sortedWeights.sum(1, keepdim: true) / effective.sum(1, keepdim: true).AtLeast(float.Epsilon));
 
         Tensor? auxIndices = null, auxWeights = null;
         if (aux > 0)
         {
             auxIndices = sortedIndices.narrow(1, m, aux).contiguous();
             var w = sortedWeights.narrow(1, m, aux);
-            auxWeights = w / w.sum(1, keepdim: true).clamp_min(float.Epsilon);
+            auxWeights = w / w.sum(1, keepdim: true).AtLeast(float.Epsilon);
         }
         var result = new ReducedRouting(mainIndices.MoveToOuterDisposeScope(), effective.contiguous().MoveToOuterDisposeScope(), active,
             auxIndices?.MoveToOuterDisposeScope(), auxWeights?.MoveToOuterDisposeScope());

@@ -228,7 +228,7 @@ public static class Substituter
             var first = (stride - _seen % stride) % stride;
             _seen += t;
             if (first >= t) return;
-            var rows = arange(first, t, stride, ScalarType.Int64);
+            var rows = ScalarOps.Range(first, t, stride);
             _inputs.Add(activation.Input.index_select(0, rows).DetachFromDisposeScope());
             _targets.Add(activation.RoutedOutput.index_select(0, rows).DetachFromDisposeScope());
         }

@@ -67,7 +67,7 @@ internal sealed class RoutedTensorWriter(RoutedTensorLayout layout, ExpertSurger
             {
                 var row = SurgeryTensorBytes.ToFloat32(SurgeryTensorBytes.Range(Source, t.Source, o.Members[i] * rowBytes, rowBytes),
                     info.DType, [rowElements], t.Source);
-                sum.add_(row.to(ScalarType.Float64), alpha: weights[i]);
+                sum.AddScaled_(row.to(ScalarType.Float64), weights[i]);
             }
             SurgeryTensorBytes.CopyAs(sum, info.DType, destination, t.Name);
         }
@@ -165,7 +165,7 @@ internal sealed class RoutedTensorWriter(RoutedTensorLayout layout, ExpertSurger
         {
             var b = ExpertWeights.LoadBias(Source, Family, Config, layer, o.Members[i], q)
                     ?? throw new MoeCompressException(ErrorKind.Internal, $"layer {layer}: the {Family.Name} adapter names no {q} bias for expert {o.Members[i]}");
-            var term = b.to(ScalarType.Float64) * weights[i];
+            var term = b.to(ScalarType.Float64).Times(weights[i]);
             sum = sum is null ? term : sum + term;
         }
         return sum!.to(ScalarType.Float32).MoveToOuterDisposeScope();
@@ -227,7 +227,7 @@ internal sealed class RoutedTensorWriter(RoutedTensorLayout layout, ExpertSurger
             var member = Source.GetInfo(name);
             if (member.DType != info.DType || !member.Shape.AsSpan().SequenceEqual(info.Shape))
                 throw Unmergeable(t, $"cannot be averaged: member tensor '{name}' is {member.DType.ToHeaderName()} [{string.Join(", ", member.Shape)}]");
-            sum.add_(SurgeryTensorBytes.ToFloat32(Source.GetBytes(name), member.DType, member.Shape, name).to(ScalarType.Float64), alpha: weights[i]);
+            sum.AddScaled_(SurgeryTensorBytes.ToFloat32(Source.GetBytes(name), member.DType, member.Shape, name).to(ScalarType.Float64), weights[i]);
         }
         return sum.to(ScalarType.Float32);
     }

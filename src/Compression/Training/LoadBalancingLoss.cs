@@ -22,10 +22,10 @@ public static class LoadBalancingLoss
         using (no_grad())
         {
             var counts = nn.functional.one_hot(flat, experts).to(ScalarType.Float32).sum(0L);
-            fraction = counts / flat.shape[0];
+            fraction = counts.Over(flat.shape[0]);
         }
         var meanProbability = routerProbabilities.to(ScalarType.Float32).mean([0L]);
-        return (experts * (fraction * meanProbability).sum()).MoveToOuterDisposeScope();
+        return ((fraction * meanProbability).sum().Times(experts)).MoveToOuterDisposeScope();
     }
 
     /// <summary>mean over tokens of logsumexp(logits)² for router logits [N, E]; a scalar tensor.</summary>
@@ -33,6 +33,6 @@ public static class LoadBalancingLoss
     {
         using var scope = NewDisposeScope();
         var lse = routerLogits.to(ScalarType.Float32).logsumexp(-1);
-        return lse.pow(2).mean().MoveToOuterDisposeScope();
+        return lse.Power(2).mean().MoveToOuterDisposeScope();
     }
 }

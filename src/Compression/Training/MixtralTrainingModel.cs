@@ -32,8 +32,8 @@ public sealed class MixtralTrainingModel : nn.Module
         var generator = new Generator((ulong)seed);
         double std = options.InitializerRange;
         double outStd = std / Math.Sqrt(2.0 * options.Layers);
-        Tensor Init(long[] shape) => torch.randn(shape, dtype: ScalarType.Float32, generator: generator).mul_(std);
-        Tensor InitOutput(long[] shape) => torch.randn(shape, dtype: ScalarType.Float32, generator: generator).mul_(outStd);
+        Tensor Init(long[] shape) => torch.randn(shape, dtype: ScalarType.Float32, generator: generator).Times_(std);
+        Tensor InitOutput(long[] shape) => torch.randn(shape, dtype: ScalarType.Float32, generator: generator).Times_(outStd);
 
         // No dispose scope here: the parameters wrap these tensors and must outlive construction.
         embed_tokens = new Parameter(Init([VocabularySize, options.HiddenSize]));

@@ -63,7 +63,7 @@ public static class ReferenceModelEvaluator
             var forward = model.Forward(input);
             var logProbs = nn.functional.log_softmax(forward.Logits.view(-1, forward.Logits.shape[^1]), -1);
             var picked = logProbs.gather(1, target.unsqueeze(1)).squeeze(1);
-            var mask = target.ne(bosId);
+            var mask = target.NotEqualTo(bosId);
             nll -= picked.masked_select(mask).to(ScalarType.Float64).sum().item<double>();
             var kept = target.masked_select(mask).data<long>().ToArray();
             scored += kept.Length;

@@ -74,7 +74,24 @@ public static class ReferenceModelTrainer
     public static TrainedReferenceModel TrainModel(ReferenceModelOptions options, TrainingCorpus corpus, long vocabularySize,
         IProgress<ReferenceTrainingProgress>? progress = null, CancellationToken ct = default)
     {
-        if (options.Threads > 0) torch.set_num_threads(options.Threads);
+        if (options.Threads <= 0) return Train(options, corpus, vocabularySize, progress, ct);
+        // The thread count is put back afterwards: libtorch keeps it per calling thread (OpenMP), and a later run on
+        // this thread at another count would sum in another order — same input, different last digits.
+        int previous = torch.get_num_threads();
+        torch.set_num_threads(options.Threads);
+        try
+        {
+            return Train(options, corpus, vocabularySize, progress, ct);
+        }
+        finally
+        {
+            torch.set_num_threads(previous);
+        }
+    }
+
+    private static TrainedReferenceModel Train(ReferenceModelOptions options, TrainingCorpus corpus, long vocabularySize,
+        IProgress<ReferenceTrainingProgress>? progress, CancellationToken ct)
+    {
         var model = new MixtralTrainingModel(options, vocabularySize, options.Seed);
         try
         {
@@ -109,8 +126,8 @@ public static class ReferenceModelTrainer
                 var ce = nn.functional.cross_entropy(forward.Logits.view(-1, forward.Logits.shape[^1]), target);
                 var aux = torch.stack(forward.Routers.Select(r => LoadBalancingLoss.Compute(r.RouterProbabilities, r.SelectedExperts)).ToArray()).mean();
                 var z = torch.stack(forward.Routers.Select(r => LoadBalancingLoss.RouterZLoss(r.RouterLogits)).ToArray()).mean();
-                var loss = ce + options.AuxLossCoefficient * aux;
-                if (options.RouterZLossCoefficient > 0) loss = loss + options.RouterZLossCoefficient * z;
+                var loss = ce + aux.Times(options.AuxLossCoefficient);
+                if (options.RouterZLossCoefficient > 0) loss = loss + z.Times(options.RouterZLossCoefficient);
 
                 optimizer.zero_grad();
                 loss.backward();
@@ -118,7 +135,7 @@ public static class ReferenceModelTrainer
                 foreach (var group in optimizer.ParamGroups) group.LearningRate = lr;
                 if (options.WeightDecay > 0)
                     using (torch.no_grad())
-                        foreach (var p in decay) p.mul_(1.0 - lr * options.WeightDecay);
+                        foreach (var p in decay) p.Times_(1.0 - lr * options.WeightDecay);
                 optimizer.step();
 
                 sumCe += ce.item<float>();

@@ -36,9 +36,10 @@ public sealed class TrainingAttention : nn.Module<Tensor, Tensor>
     public static (Tensor Cos, Tensor Sin) RotaryTables(long length, int headDim, double theta)
     {
         using var scope = NewDisposeScope();
-        var exponents = torch.arange(0, headDim, 2, dtype: ScalarType.Int64).to(ScalarType.Float32) / headDim;
-        var invFreq = 1.0 / torch.pow(theta, exponents);
-        var positions = torch.arange(length, dtype: ScalarType.Int64).to(ScalarType.Float32);
+        var exponents = ScalarOps.Range(0, headDim, 2).to(ScalarType.Float32).Over(headDim);
+        using var thetaT = torch.tensor(theta); // 0-dim float64: the float32 exponents set the result type
+        var invFreq = torch.pow(thetaT, exponents).reciprocal();
+        var positions = ScalarOps.Range(length).to(ScalarType.Float32);
         var freqs = torch.outer(positions, invFreq);
         var emb = torch.cat([freqs, freqs], -1);
         return (emb.cos().MoveToOuterDisposeScope(), emb.sin().MoveToOuterDisposeScope());

@@ -22,8 +22,8 @@ public sealed class TrainingRmsNorm : nn.Module<Tensor, Tensor>
     {
         using var scope = torch.NewDisposeScope();
         var x32 = x.to(ScalarType.Float32);
-        var variance = x32.pow(2).mean([-1L], keepdim: true);
-        var normed = x32 * torch.rsqrt(variance + eps);
+        var variance = x32.Power(2).mean([-1L], keepdim: true);
+        var normed = x32 * torch.rsqrt(variance.Plus(eps));
         return (weight * normed.to(x.dtype)).MoveToOuterDisposeScope();
     }
 }

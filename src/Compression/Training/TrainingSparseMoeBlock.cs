@@ -46,7 +46,7 @@ public sealed class TrainingSparseMoeBlock : nn.Module
         var flatExperts = selected.flatten();
         var (_, order) = flatExperts.sort(stable: true);
         var counts = torch.bincount(flatExperts, minlength: experts).data<long>().ToArray();
-        var tokenOfSelection = order.div(topK, rounding_mode: RoundingMode.floor);
+        var tokenOfSelection = order.FloorOver(topK);
         var weightOfSelection = topWeights.flatten().index_select(0, order);
 
         var output = torch.zeros_like(tokens);
@@ -65,7 +65,7 @@ public sealed class TrainingSparseMoeBlock : nn.Module
             var ye = nn.functional.linear(hidden, w2All[e]);
             if (bf16) ye = ye.to(ScalarType.Float32);
             ye = ye * weightOfSelection.narrow(0, start, count).unsqueeze(1);
-            output.index_add_(0, index, ye, 1.0);
+            output.IndexAdd_(0, index, ye);
             start += count;
         }
         return new SparseMoeBlockOutput(

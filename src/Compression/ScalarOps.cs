@@ -1,0 +1,151 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MoECompress.Compression;
+
+/// <summary>
+/// Tensor operations with a number operand whose <see cref="Scalar"/> is created explicitly and kept alive until the
+/// native call returns. An implicit number → Scalar conversion (<c>t * 2f</c>, <c>t.clamp(-c, c)</c>,
+/// <c>arange(n)</c>) makes a temporary that is unreachable once TorchSharp has read its handle: a garbage collection
+/// started by another thread during the call can finalize it and free the native Scalar before libtorch reads it
+/// (seen as "Unknown scalar type" or "Scalar::toFloat ... Expected false to be true" in long runs). Code of ours uses
+/// these helpers or <c>using var s = x.ToScalar();</c>; a test scans the IL of the shipped assemblies for implicit
+/// conversions.
+/// </summary>
+internal static class ScalarOps
+{
+    public static Tensor Times(this Tensor t, double value)
+    {
+        using var s = value.ToScalar();
+        return t.mul(s);
+    }
+
+    public static Tensor Plus(this Tensor t, double value)
+    {
+        using var s = value.ToScalar();
+        return t.add(s);
+    }
+
+    public static Tensor Over(this Tensor t, double value)
+    {
+        using var s = value.ToScalar();
+        return t.div(s);
+    }
+
+    public static Tensor FloorOver(this Tensor t, long value)
+    {
+        using var s = value.ToScalar();
+        return t.div(s, rounding_mode: RoundingMode.floor);
+    }
+
+    public static Tensor Power(this Tensor t, double exponent)
+    {
+        using var s = exponent.ToScalar();
+        return t.pow(s);
+    }
+
+    public static Tensor ClampTo(this Tensor t, double min, double max)
+    {
+        using var lo = min.ToScalar();
+        using var hi = max.ToScalar();
+        return t.clamp(lo, hi);
+    }
+
+    public static Tensor AtMost(this Tensor t, double max)
+    {
+        using var s = max.ToScalar();
+        return t.clamp_max(s);
+    }
+
+    public static Tensor AtLeast(this Tensor t, double min)
+    {
+        using var s = min.ToScalar();
+        return t.clamp_min(s);
+    }
+
+    public static Tensor FillWhere(this Tensor t, Tensor mask, double value)
+    {
+        using var s = value.ToScalar();
+        return t.masked_fill(mask, s);
+    }
+
+    public static Tensor FillWhere_(this Tensor t, Tensor mask, double value)
+    {
+        using var s = value.ToScalar();
+        return t.masked_fill_(mask, s);
+    }
+
+    public static Tensor EqualTo(this Tensor t, double value)
+    {
+        using var s = value.ToScalar();
+        return t.eq(s);
+    }
+
+    public static Tensor LessThan(this Tensor t, double value)
+    {
+        using var s = value.ToScalar();
+        return t.lt(s);
+    }
+
+    public static Tensor GreaterThan(this Tensor t, double value)
+    {
+        using var s = value.ToScalar();
+        return t.gt(s);
+    }
+
+    public static Tensor NotEqualTo(this Tensor t, double value)
+    {
+        using var s = value.ToScalar();
+        return t.ne(s);
+    }
+
+    public static Tensor Times_(this Tensor t, double value)
+    {
+        using var s = value.ToScalar();
+        return t.mul_(s);
+    }
+
+    /// <summary>t += alpha · other, in place.</summary>
+    public static Tensor AddScaled_(this Tensor t, Tensor other, double alpha)
+    {
+        using var s = alpha.ToScalar();
+        return t.add_(other, s);
+    }
+
+    /// <summary>t[index] += source along <paramref name="dim"/>, in place.</summary>
+    public static Tensor IndexAdd_(this Tensor t, long dim, Tensor index, Tensor source)
+    {
+        using var one = 1.ToScalar();
+        return t.index_add_(dim, index, source, one);
+    }
+
+    public static Tensor GreaterOrEqual(this Tensor t, double value)
+    {
+        using var s = value.ToScalar();
+        return t.ge(s);
+    }
+
+    public static Tensor FullLike(Tensor t, double value)
+    {
+        using var s = value.ToScalar();
+        return full_like(t, s);
+    }
+
+    /// <summary>start, start + step, … below stop.</summary>
+    public static Tensor Range(long start, long stop, long step, ScalarType dtype = ScalarType.Int64, Device? device = null)
+    {
+        using var a = start.ToScalar();
+        using var b = stop.ToScalar();
+        using var c = step.ToScalar();
+        return arange(a, b, c, dtype, device);
+    }
+
+    /// <summary>0, 1, …, n − 1 as int64 (or <paramref name="dtype"/>).</summary>
+    public static Tensor Range(long n, ScalarType dtype = ScalarType.Int64, Device? device = null)
+    {
+        using var start = 0L.ToScalar();
+        using var stop = n.ToScalar();
+        using var step = 1L.ToScalar();
+        return arange(start, stop, step, dtype, device);
+    }
+}
