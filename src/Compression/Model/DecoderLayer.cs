@@ -8,7 +8,7 @@ namespace MoECompress.Compression.Model;
 /// </summary>
 public sealed class DecoderLayer : IDisposable
 {
-    public DecoderLayer(int index, RmsNorm inputNorm, AttentionBlock attention, RmsNorm postAttentionNorm, GatedMlp? mlp, MoEBlock? moe)
+    public DecoderLayer(int index, INorm inputNorm, AttentionBlock attention, INorm postAttentionNorm, GatedMlp? mlp, MoEBlock? moe)
     {
         if ((mlp is null) == (moe is null)) throw new ArgumentException($"layer {index} needs exactly one of a dense MLP and a MoE block");
         Index = index;
@@ -20,9 +20,9 @@ public sealed class DecoderLayer : IDisposable
     }
 
     public int Index { get; }
-    public RmsNorm InputNorm { get; }
+    public INorm InputNorm { get; }
     public AttentionBlock Attention { get; }
-    public RmsNorm PostAttentionNorm { get; }
+    public INorm PostAttentionNorm { get; }
     /// <summary>Dense MLP (null in MoE layers).</summary>
     public GatedMlp? Mlp { get; }
     /// <summary>Sparse MoE block (null in dense layers).</summary>

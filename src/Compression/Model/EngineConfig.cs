@@ -24,6 +24,13 @@ public sealed record EngineConfig
     /// <summary>Head dimension of standard attention (unused by MLA, which uses <see cref="Mla"/>).</summary>
     public required int HeadDim { get; init; }
     public required double RmsNormEps { get; init; }
+    /// <summary>
+    /// Phi-3.5-MoE: the decoder and final norms are LayerNorm with weight and bias (eps <see cref="RmsNormEps"/>)
+    /// instead of RMSNorm.
+    /// </summary>
+    public bool UseLayerNorm { get; init; }
+    /// <summary>config.json lm_head_bias (Phi-3.5-MoE): lm_head.bias must exist.</summary>
+    public bool LmHeadBias { get; init; }
     /// <summary>Activation of the gated MLPs (silu, gelu, gelu_pytorch_tanh, relu).</summary>
     public required string HiddenAct { get; init; }
     /// <summary>
@@ -67,7 +74,7 @@ public sealed record EngineConfig
 
     /// <summary>Model types whose forward pass the engine implements.</summary>
     public static IReadOnlyList<string> SupportedModelTypes { get; } =
-        new[] { "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek", "deepseek_v2", "deepseek_v3", "kimi_k2", "glm4_moe", "gpt_oss" };
+        new[] { "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek", "deepseek_v2", "deepseek_v3", "kimi_k2", "glm4_moe", "gpt_oss", "phimoe" };
 
     /// <summary>Model types that run the forward pass of another one: Kimi K2 is the DeepSeek-V3 architecture.</summary>
     private static readonly Dictionary<string, string> SameArchitectureAs = new()
@@ -86,6 +93,8 @@ public sealed record EngineConfig
         ["DeepseekV3ForCausalLM"] = "deepseek_v3",
         ["Glm4MoeForCausalLM"] = "glm4_moe",
         ["GptOssForCausalLM"] = "gpt_oss",
+        ["PhiMoEForCausalLM"] = "phimoe",
+        ["PhimoeForCausalLM"] = "phimoe",
     };
 
     /// <summary>
@@ -138,6 +147,9 @@ public sealed record EngineConfig
             throw c.Invalid("partial_rotary_factor", $"{partial} must be in (0, 1]");
 
         var scaling = RopeScaling.Parse(c);
+        // Phi-3 keeps the pre-training context at the top level; transformers' LongRoPE reads it from there.
+        if (scaling.Type == RopeType.LongRope && scaling.OriginalMaxPositionEmbeddings is null && c.Int("original_max_position_embeddings") is { } original)
+            scaling = scaling with { OriginalMaxPositionEmbeddings = original };
         var theta = c.Double("rope_theta")
                     ?? (c.Node("rope_parameters") is JsonObject rp ? new EngineConfigReader(rp, configPath).Double("rope_theta") : null)
                     ?? 10000.0;
@@ -182,7 +194,7 @@ public sealed record EngineConfig
                 for (var i = 0; i < layers; i++)
                     slidingLayers[i] = types[i] is JsonValue tv && tv.TryGetValue<string>(out var ts) && ts == "sliding_attention";
             }
-            else if (modelType == "mixtral")
+            else if (modelType is "mixtral" or "phimoe")
                 Array.Fill(slidingLayers, true);
             else if (modelType is "qwen2_moe" or "qwen3_moe" && c.Bool("use_sliding_window") == true)
             {
@@ -221,6 +233,8 @@ public sealed record EngineConfig
             NumKeyValueHeads = mla is null ? kvHeads : heads,
             HeadDim = headDim,
             RmsNormEps = eps,
+            UseLayerNorm = modelType == "phimoe",
+            LmHeadBias = modelType == "phimoe" && c.Bool("lm_head_bias") == true,
             HiddenAct = act,
             RoutedExpertActivation = expertAct,
             DenseIntermediateSize = denseInter,
@@ -244,7 +258,24 @@ public sealed record EngineConfig
     {
         var isDeepSeek = modelType is "deepseek" or "deepseek_v2" or "deepseek_v3" or "glm4_moe";
         RouterSpec spec;
-        if (!isDeepSeek)
+        if (modelType == "phimoe")
+        {
+            // sparsemixer at inference: two rounds of "best remaining logit, softmax over the logits within
+            // 2·router_jitter_noise (relative) of it"; transformers implements it for top-2 only.
+            if (moe.TopK != 2)
+                throw c.Invalid("num_experts_per_tok", $"{moe.TopK} is not supported: Phi-MoE sparsemixer routing picks exactly 2 experts");
+            var jitter = c.Double("router_jitter_noise") ?? 0.01;
+            if (jitter < 0 || !double.IsFinite(jitter)) throw c.Invalid("router_jitter_noise", $"{jitter} must be a finite non-negative number");
+            spec = new RouterSpec
+            {
+                NumExperts = moe.NumExperts,
+                TopK = moe.TopK,
+                Scoring = RouterScoring.Softmax,
+                Normalize = false,
+                SparseMixerJitterEps = jitter,
+            };
+        }
+        else if (!isDeepSeek)
         {
             spec = new RouterSpec
             {

@@ -64,13 +64,15 @@ public sealed class ModelEngine
     public string FinalNormName => MoE.ModelPrefix + "norm.weight";
     /// <summary>Name of the output projection.</summary>
     public const string LmHeadName = "lm_head.weight";
+    /// <summary>Name of the output projection's bias (Phi-3.5-MoE lm_head_bias).</summary>
+    public const string LmHeadBiasName = "lm_head.bias";
 
     /// <summary>Prefix of a decoder layer's tensor names ("model.layers.{i}.").</summary>
     public string LayerPrefix(int layer) => $"{MoE.ModelPrefix}layers.{layer}.";
 
     /// <summary>
     /// Throws <see cref="MoeCompressException"/>(Infeasible) when the engine cannot run the model of this config
-    /// (Phi-MoE, GraniteMoE, GPT-OSS, Qwen3.5 linear attention, ...). Data-free commands need not call it.
+    /// (GraniteMoE, MiniCPM-MoE, Qwen3.5 linear attention, ...). Data-free commands need not call it.
     /// </summary>
     public static void EnsureSupported(IMoEFamily family, JsonObject config)
     {
@@ -116,14 +118,16 @@ public sealed class ModelEngine
         using var loader = new WeightLoader(Tensors, Config);
         try
         {
-            var norm = new RmsNorm(loader.Load(FinalNormName, "final norm", Config.HiddenSize), Config.RmsNormEps);
+            var norm = LoadNorm(loader, MoE.ModelPrefix + "norm", "final norm");
             var headName = Tensors.Contains(LmHeadName) || !Config.MoE.TieWordEmbeddings ? LmHeadName : EmbeddingName;
             long rows = Config.VocabSize;
             if (Tensors.Contains(headName) && Tensors.GetInfo(headName).Shape is [var stored, _] && stored > rows)
                 rows = stored;
             var head = loader.Load(headName, "output projection", rows, Config.HiddenSize);
+            var bias = headName == LmHeadName && (Config.LmHeadBias || loader.Has(LmHeadBiasName))
+                ? loader.Load(LmHeadBiasName, "output projection bias", rows) : null;
             loader.Commit();
-            return new OutputHead(norm, head);
+            return new OutputHead(norm, head, bias);
         }
         catch
         {
@@ -142,8 +146,8 @@ public sealed class ModelEngine
         {
             var p = LayerPrefix(layer);
             var h = Config.HiddenSize;
-            var inputNorm = new RmsNorm(loader.Load(p + "input_layernorm.weight", $"layer {layer} input norm", h), Config.RmsNormEps);
-            var postNorm = new RmsNorm(loader.Load(p + "post_attention_layernorm.weight", $"layer {layer} post-attention norm", h), Config.RmsNormEps);
+            var inputNorm = LoadNorm(loader, p + "input_layernorm", $"layer {layer} input norm");
+            var postNorm = LoadNorm(loader, p + "post_attention_layernorm", $"layer {layer} post-attention norm");
             AttentionBlock attention = Config.Mla is not null ? LoadLatentAttention(loader, layer) : LoadGroupedAttention(loader, layer);
             GatedMlp? mlp = null;
             MoEBlock? moe = null;
@@ -157,6 +161,16 @@ public sealed class ModelEngine
             loader.Abandon();
             throw;
         }
+    }
+
+    /// <summary>A hidden-size norm: RMSNorm <c>{prefix}.weight</c>, or LayerNorm with <c>{prefix}.bias</c> too (Phi-3.5-MoE).</summary>
+    private INorm LoadNorm(WeightLoader loader, string prefix, string what)
+    {
+        long h = Config.HiddenSize;
+        var weight = loader.Load(prefix + ".weight", what, h);
+        return Config.UseLayerNorm
+            ? new LayerNorm(weight, loader.Load(prefix + ".bias", what + " bias", h), Config.RmsNormEps)
+            : new RmsNorm(weight, Config.RmsNormEps);
     }
 
     private LinearWeights LoadLinear(WeightLoader loader, string prefix, string what, long outFeatures, long inFeatures)

@@ -20,6 +20,7 @@ public sealed class FamilyPipelineTests
     [InlineData("glm4.5-moe", "gptq")]
     [InlineData("kimi-k2", "gptq")]
     [InlineData("gpt-oss", "dequantized")]
+    [InlineData("phimoe", "gptq")]
     public void SynthesizeCalibratePruneQuantizeEval(string preset, string format)
     {
         var model = TinyCalibrationModel.NewPath(preset);
@@ -34,6 +35,7 @@ public sealed class FamilyPipelineTests
         var pruned = TinyCalibrationModel.NewPath(preset + "-pruned");
         Run("prune", model, pruned, "--ratio", "0.25", "--method", "reap", "--profile", profile);
         AssertCutEverywhere(pruned, experts - experts / 4);
+        AssertNonExpertTensorsKept(model, pruned);
 
         // FP8 (Kimi K2) and MXFP4 (GPT-OSS) releases: prune leaves the stored codes and scales as they were; quantize
         // reads plain weights, so the pruned model is dequantized first.
@@ -104,6 +106,28 @@ public sealed class FamilyPipelineTests
             }
         }
         Assert.True(slabs > 0, "no MXFP4 tensor in the pruned checkpoint");
+    }
+
+    /// <summary>
+    /// Everything outside the routed experts and routers — norms with their biases (Phi-3.5-MoE LayerNorm), attention
+    /// and lm_head biases, shared experts, embeddings — is still there with its shape and dtype.
+    /// </summary>
+    private static void AssertNonExpertTensorsKept(string input, string pruned)
+    {
+        using var a = ModelCheckpoint.Open(input);
+        using var b = ModelCheckpoint.Open(pruned);
+        int kept = 0;
+        foreach (var name in a.Tensors.Names)
+        {
+            if (a.Classify(name).Role is TensorRole.RoutedExpert or TensorRole.RouterWeight or TensorRole.RouterBias or TensorRole.CorrectionBias)
+                continue;
+            Assert.True(b.Tensors.Contains(name), $"{name} is missing from the pruned checkpoint");
+            var (before, after) = (a.Tensors.GetInfo(name), b.Tensors.GetInfo(name));
+            Assert.Equal(before.Shape, after.Shape);
+            Assert.Equal(before.DType, after.DType);
+            kept++;
+        }
+        Assert.True(kept > 0);
     }
 
     /// <summary>Every MoE layer, MTP layers included, has exactly <paramref name="experts"/> routed experts, router rows and bias entries.</summary>

@@ -44,6 +44,7 @@ internal sealed class TinyModel : IDisposable
         ["deepseek_v3"] = "DeepSeek-R1",
         ["glm4_moe"] = "GLM-4.5",
         ["gpt_oss"] = "gpt-oss-20b",
+        ["phimoe"] = "Phi-3.5-MoE-instruct",
     };
 
     public static IEnumerable<object[]> Kinds => ReferenceOf.Keys.Select(k => new object[] { k });
@@ -164,6 +165,21 @@ internal sealed class TinyModel : IDisposable
                     ["beta_fast"] = 32.0, ["beta_slow"] = 1.0, ["truncate"] = false,
                 };
                 break;
+            case "phimoe":
+                // LayerNorm with biases, biases on q/k/v/o and lm_head, sliding window 3, LongRoPE with Phi's mscales
+                // (original context 8: longer sequences take the long factors), sparsemixer with a wide jitter band
+                // so that the masked softmax often keeps more than one logit.
+                c["num_local_experts"] = experts;
+                c["intermediate_size"] = 6;
+                c["sliding_window"] = 3;
+                c["router_jitter_noise"] = 0.3;
+                c["original_max_position_embeddings"] = 8;
+                c["rope_scaling"] = new JsonObject
+                {
+                    ["type"] = "longrope", ["short_factor"] = new JsonArray(1.0, 1.5), ["long_factor"] = new JsonArray(2.0, 5.0),
+                    ["short_mscale"] = 1.1, ["long_mscale"] = 1.3, ["original_max_position_embeddings"] = 8,
+                };
+                break;
             default:
                 throw new ArgumentException($"unknown tiny model kind '{kind}'");
         }
@@ -184,11 +200,22 @@ internal sealed class TinyModel : IDisposable
         src.Set("model.embed_tokens.weight", Randn(rng, 1.0, Vocab, h));
         src.Set("model.norm.weight", Norm(rng, h));
         src.Set("lm_head.weight", Randn(rng, 0.5, Vocab, h));
+        var phi = Kind == "phimoe";
+        if (phi)
+        {
+            src.Set("model.norm.bias", Randn(rng, 0.1, h));
+            src.Set("lm_head.bias", Randn(rng, 0.3, Vocab));
+        }
         for (var l = 0; l < moe.NumLayers; l++)
         {
             var p = $"model.layers.{l}.";
             src.Set(p + "input_layernorm.weight", Norm(rng, h));
             src.Set(p + "post_attention_layernorm.weight", Norm(rng, h));
+            if (phi)
+            {
+                src.Set(p + "input_layernorm.bias", Randn(rng, 0.1, h));
+                src.Set(p + "post_attention_layernorm.bias", Randn(rng, 0.1, h));
+            }
             if (Kind.StartsWith("deepseek_v", StringComparison.Ordinal))
             {
                 int nope = c["qk_nope_head_dim"]!.GetValue<int>(), rope = c["qk_rope_head_dim"]!.GetValue<int>();
@@ -213,12 +240,13 @@ internal sealed class TinyModel : IDisposable
                 src.Set(p + "self_attn.k_proj.weight", Randn(rng, 0.5, kv * headDim, h));
                 src.Set(p + "self_attn.v_proj.weight", Randn(rng, 0.5, kv * headDim, h));
                 src.Set(p + "self_attn.o_proj.weight", Randn(rng, 0.5, h, heads * headDim));
+                if (Kind is "gpt_oss" or "phimoe")
+                    src.Set(p + "self_attn.o_proj.bias", Randn(rng, 0.2, h));
                 if (Kind == "gpt_oss")
                 {
-                    src.Set(p + "self_attn.o_proj.bias", Randn(rng, 0.2, h));
                     src.Set(p + "self_attn.sinks", Randn(rng, 1.0, heads));
                 }
-                if (Kind is "qwen2_moe" or "glm4_moe" or "gpt_oss")
+                if (Kind is "qwen2_moe" or "glm4_moe" or "gpt_oss" or "phimoe")
                 {
                     src.Set(p + "self_attn.q_proj.bias", Randn(rng, 0.2, heads * headDim));
                     src.Set(p + "self_attn.k_proj.bias", Randn(rng, 0.2, kv * headDim));
@@ -256,8 +284,9 @@ internal sealed class TinyModel : IDisposable
                 src.Set(p + "mlp.experts.down_proj_bias", Randn(rng, 0.2, e, h));
                 continue;
             }
-            var block = Kind == "mixtral" ? p + "block_sparse_moe." : p + "mlp.";
-            var (g, u, d) = Kind == "mixtral" ? ("w1", "w3", "w2") : ("gate_proj", "up_proj", "down_proj");
+            var mixtralNames = Kind is "mixtral" or "phimoe";
+            var block = mixtralNames ? p + "block_sparse_moe." : p + "mlp.";
+            var (g, u, d) = mixtralNames ? ("w1", "w3", "w2") : ("gate_proj", "up_proj", "down_proj");
             src.Set(block + "gate.weight", Randn(rng, 1.0, moe.NumExperts, h));
             if (moe.HasCorrectionBias) src.Set(block + "gate.e_score_correction_bias", Randn(rng, 0.1, moe.NumExperts));
             var ei = moe.ExpertIntermediateSize;
