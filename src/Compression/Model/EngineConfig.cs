@@ -31,6 +31,12 @@ public sealed record EngineConfig
     public bool UseLayerNorm { get; init; }
     /// <summary>config.json lm_head_bias (Phi-3.5-MoE): lm_head.bias must exist.</summary>
     public bool LmHeadBias { get; init; }
+    /// <summary>GraniteMoE embedding_multiplier: token embeddings are multiplied by it (1 for other models).</summary>
+    public double EmbeddingMultiplier { get; init; } = 1.0;
+    /// <summary>GraniteMoE residual_multiplier: the attention and MLP outputs are multiplied by it before each residual add.</summary>
+    public double ResidualMultiplier { get; init; } = 1.0;
+    /// <summary>GraniteMoE logits_scaling: the logits are divided by it.</summary>
+    public double LogitsScaling { get; init; } = 1.0;
     /// <summary>Activation of the gated MLPs (silu, gelu, gelu_pytorch_tanh, relu).</summary>
     public required string HiddenAct { get; init; }
     /// <summary>
@@ -74,7 +80,7 @@ public sealed record EngineConfig
 
     /// <summary>Model types whose forward pass the engine implements.</summary>
     public static IReadOnlyList<string> SupportedModelTypes { get; } =
-        new[] { "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek", "deepseek_v2", "deepseek_v3", "kimi_k2", "glm4_moe", "gpt_oss", "phimoe" };
+        new[] { "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek", "deepseek_v2", "deepseek_v3", "kimi_k2", "glm4_moe", "gpt_oss", "phimoe", "granitemoe", "granitemoeshared" };
 
     /// <summary>Model types that run the forward pass of another one: Kimi K2 is the DeepSeek-V3 architecture.</summary>
     private static readonly Dictionary<string, string> SameArchitectureAs = new()
@@ -95,6 +101,8 @@ public sealed record EngineConfig
         ["GptOssForCausalLM"] = "gpt_oss",
         ["PhiMoEForCausalLM"] = "phimoe",
         ["PhimoeForCausalLM"] = "phimoe",
+        ["GraniteMoeForCausalLM"] = "granitemoe",
+        ["GraniteMoeSharedForCausalLM"] = "granitemoeshared",
     };
 
     /// <summary>
@@ -182,6 +190,21 @@ public sealed record EngineConfig
             scale *= m * m;
         }
 
+        // GraniteMoE (muP): attention_multiplier replaces 1/sqrt(head_dim) (transformers' default is 1.0), plus the
+        // embedding, residual and logits multipliers.
+        var isGranite = modelType is "granitemoe" or "granitemoeshared";
+        double embeddingMultiplier = 1, residualMultiplier = 1, logitsScaling = 1;
+        if (isGranite)
+        {
+            if (c.String("position_embedding_type") is { } pe && pe != "rope")
+                throw c.Invalid("position_embedding_type", $"'{pe}' is not supported by the forward engine (only rope)");
+            scale = Finite(c, "attention_multiplier", 1.0);
+            embeddingMultiplier = Finite(c, "embedding_multiplier", 1.0);
+            residualMultiplier = Finite(c, "residual_multiplier", 1.0);
+            logitsScaling = Finite(c, "logits_scaling", 1.0);
+            if (logitsScaling == 0) throw c.Invalid("logits_scaling", "must not be zero (the logits are divided by it)");
+        }
+
         var layers = moe.NumLayers;
         var window = c.Int("sliding_window");
         var slidingLayers = new bool[layers];
@@ -235,6 +258,9 @@ public sealed record EngineConfig
             RmsNormEps = eps,
             UseLayerNorm = modelType == "phimoe",
             LmHeadBias = modelType == "phimoe" && c.Bool("lm_head_bias") == true,
+            EmbeddingMultiplier = embeddingMultiplier,
+            ResidualMultiplier = residualMultiplier,
+            LogitsScaling = logitsScaling,
             HiddenAct = act,
             RoutedExpertActivation = expertAct,
             DenseIntermediateSize = denseInter,
@@ -253,6 +279,9 @@ public sealed record EngineConfig
             CompressedExperts = CompressedExpertsConfig.Read(config, configPath, moe.TopK),
         };
     }
+
+    private static double Finite(EngineConfigReader c, string key, double fallback) =>
+        c.Double(key) is { } v ? (double.IsFinite(v) ? v : throw c.Invalid(key, $"must be a finite number, found {v}")) : fallback;
 
     private static RouterSpec BuildRouter(EngineConfigReader c, string modelType, MoEConfig moe)
     {

@@ -72,7 +72,7 @@ public sealed class ModelEngine
 
     /// <summary>
     /// Throws <see cref="MoeCompressException"/>(Infeasible) when the engine cannot run the model of this config
-    /// (GraniteMoE, MiniCPM-MoE, Qwen3.5 linear attention, ...). Data-free commands need not call it.
+    /// (MiniCPM-MoE, Qwen3.5 linear attention, ...). Data-free commands need not call it.
     /// </summary>
     public static void EnsureSupported(IMoEFamily family, JsonObject config)
     {
@@ -109,7 +109,7 @@ public sealed class ModelEngine
             throw new MoeCompressException(ErrorKind.InvalidConfig,
                 $"tensor '{EmbeddingName}' has shape [{string.Join(", ", shape)}], but config.json implies [{Config.VocabSize}, {Config.HiddenSize}]");
         }
-        return new EmbeddingTable(w);
+        return new EmbeddingTable(w) { Multiplier = Config.EmbeddingMultiplier };
     }
 
     /// <summary>Loads the final norm and lm_head (or the embedding table when tied) as float32.</summary>
@@ -127,7 +127,7 @@ public sealed class ModelEngine
             var bias = headName == LmHeadName && (Config.LmHeadBias || loader.Has(LmHeadBiasName))
                 ? loader.Load(LmHeadBiasName, "output projection bias", rows) : null;
             loader.Commit();
-            return new OutputHead(norm, head, bias);
+            return new OutputHead(norm, head, bias) { LogitsScaling = Config.LogitsScaling };
         }
         catch
         {
@@ -154,7 +154,7 @@ public sealed class ModelEngine
             if (Config.MoE.IsMoELayer[layer]) moe = LoadMoE(loader, layer);
             else mlp = LoadDenseMlp(loader, p + "mlp.", Config.DenseIntermediateSize > 0 ? Config.DenseIntermediateSize : null, $"layer {layer} dense MLP");
             loader.Commit();
-            return new DecoderLayer(layer, inputNorm, attention, postNorm, mlp, moe);
+            return new DecoderLayer(layer, inputNorm, attention, postNorm, mlp, moe) { ResidualMultiplier = Config.ResidualMultiplier };
         }
         catch
         {
@@ -287,6 +287,8 @@ public sealed class ModelEngine
             else if (moe.HasSharedExpertGate)
                 throw new MoeCompressException(ErrorKind.InvalidCheckpoint, $"tensor '{p}shared_expert_gate.weight' (layer {layer} shared expert gate) is missing from the checkpoint");
         }
+        else if (loader.Has(LayerPrefix(layer) + GraniteSharedMlp + "input_linear.weight") || Config.ModelType == "granitemoeshared" && moe.SharedExpertIntermediateSize > 0)
+            shared = LoadGraniteSharedMlp(loader, layer);
         else if (moe.NumSharedExperts > 0 || moe.SharedExpertIntermediateSize > 0)
             throw new MoeCompressException(ErrorKind.InvalidCheckpoint,
                 $"layer {layer}: config declares shared experts but neither '{p}shared_expert.gate_proj.weight' nor '{p}shared_experts.gate_proj.weight' exists");
@@ -295,6 +297,21 @@ public sealed class ModelEngine
             CompressedExperts = Config.CompressedExperts is { } ce ? LoadCompressedExperts(loader, layer, ce.Aux) : null,
             SkipRule = Skipping?.RuleFor(layer),
         };
+    }
+
+    private const string GraniteSharedMlp = "shared_mlp.";
+
+    /// <summary>GraniteMoeShared's shared_mlp: input_linear [2S, H] (gate rows, then up rows) and output_linear [H, S].</summary>
+    private GatedMlp LoadGraniteSharedMlp(WeightLoader loader, int layer)
+    {
+        var p = LayerPrefix(layer) + GraniteSharedMlp;
+        var what = $"layer {layer} shared MLP";
+        long h = Config.HiddenSize, s = MoE.SharedExpertIntermediateSize;
+        if (s <= 0 && loader.Has(p + "input_linear.weight"))
+            s = Tensors.GetInfo(p + "input_linear.weight").Shape[0] / 2;
+        var (gate, up) = loader.LoadHalves(p + "input_linear.weight", what + " input_linear", s, h);
+        var down = loader.Load(p + "output_linear.weight", what + " output_linear", h, s);
+        return new GatedMlp(gate, up, down, Config.HiddenAct);
     }
 
     /// <summary>The three vector tensors of a substituted checkpoint's layer, named by the family adapter.</summary>

@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace MoECompress.Compression.Model;
@@ -22,12 +23,20 @@ public sealed class OutputHead : IDisposable
     /// <summary>lm_head.bias [V]; null when the model has none.</summary>
     public Tensor? Bias { get; }
     public long VocabSize => LmHead.shape[0];
+    /// <summary>GraniteMoE logits_scaling: the logits are divided by it (1 for other models).</summary>
+    public double LogitsScaling { get; init; } = 1.0;
 
     /// <summary>Logits [..., V] (float32) for last-layer hidden states [..., H].</summary>
     public Tensor Logits(Tensor hidden)
     {
         using var scope = NewDisposeScope();
-        return nn.functional.linear(Norm.Forward(hidden), LmHead, Bias).MoveToOuterDisposeScope();
+        var logits = nn.functional.linear(Norm.Forward(hidden), LmHead, Bias);
+        if (LogitsScaling != 1.0)
+        {
+            using var s = LogitsScaling.ToScalar();
+            logits = logits.div(s);
+        }
+        return logits.MoveToOuterDisposeScope();
     }
 
     public void Dispose()

@@ -170,6 +170,13 @@ public static class SyntheticTensorPlanner
                     Add(lp + "block_sparse_moe.input_linear.weight", [e, 2 * i, _h]);
                     Add(lp + "block_sparse_moe.output_linear.weight", [e, _h, i]);
                     Add(lp + "block_sparse_moe.router.layer.weight", [e, _h]);
+                    if (moe.NumSharedExperts > 0)
+                    {
+                        // GraniteMoeShared: shared_mlp.input_linear [2S, H] (gate rows, then up), output_linear [H, S].
+                        long s = moe.SharedExpertIntermediateSize;
+                        Add(lp + "shared_mlp.input_linear.weight", [2 * s, _h]);
+                        Add(lp + "shared_mlp.output_linear.weight", [_h, s]);
+                    }
                     break;
                 case "gpt-oss":
                     Linear(lp + "mlp.router", e, _h, bias: true);

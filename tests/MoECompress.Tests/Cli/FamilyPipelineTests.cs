@@ -21,6 +21,7 @@ public sealed class FamilyPipelineTests
     [InlineData("kimi-k2", "gptq")]
     [InlineData("gpt-oss", "dequantized")]
     [InlineData("phimoe", "gptq")]
+    [InlineData("granitemoe", "dequantized")]
     public void SynthesizeCalibratePruneQuantizeEval(string preset, string format)
     {
         var model = TinyCalibrationModel.NewPath(preset);

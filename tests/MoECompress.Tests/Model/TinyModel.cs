@@ -45,6 +45,8 @@ internal sealed class TinyModel : IDisposable
         ["glm4_moe"] = "GLM-4.5",
         ["gpt_oss"] = "gpt-oss-20b",
         ["phimoe"] = "Phi-3.5-MoE-instruct",
+        ["granitemoe"] = "granite-3.0-1b-a400m-base",
+        ["granitemoeshared"] = "granite-3.0-1b-a400m-base",
     };
 
     public static IEnumerable<object[]> Kinds => ReferenceOf.Keys.Select(k => new object[] { k });
@@ -180,6 +182,22 @@ internal sealed class TinyModel : IDisposable
                     ["short_mscale"] = 1.1, ["long_mscale"] = 1.3, ["original_max_position_embeddings"] = 8,
                 };
                 break;
+            case "granitemoe" or "granitemoeshared":
+                // muP multipliers far from 1, tied embeddings; the shared kind adds GraniteMoeShared's shared_mlp.
+                c["num_local_experts"] = experts;
+                c["intermediate_size"] = 6;
+                c["tie_word_embeddings"] = true;
+                c["embedding_multiplier"] = 2.5;
+                c["attention_multiplier"] = 0.3;
+                c["residual_multiplier"] = 0.6;
+                c["logits_scaling"] = 1.7;
+                if (kind == "granitemoeshared")
+                {
+                    c["architectures"] = new JsonArray("GraniteMoeSharedForCausalLM");
+                    c["model_type"] = "granitemoeshared";
+                    c["shared_intermediate_size"] = 5;
+                }
+                break;
             default:
                 throw new ArgumentException($"unknown tiny model kind '{kind}'");
         }
@@ -199,7 +217,7 @@ internal sealed class TinyModel : IDisposable
         var src = Source;
         src.Set("model.embed_tokens.weight", Randn(rng, 1.0, Vocab, h));
         src.Set("model.norm.weight", Norm(rng, h));
-        src.Set("lm_head.weight", Randn(rng, 0.5, Vocab, h));
+        if (!moe.TieWordEmbeddings) src.Set("lm_head.weight", Randn(rng, 0.5, Vocab, h));
         var phi = Kind == "phimoe";
         if (phi)
         {
@@ -282,6 +300,20 @@ internal sealed class TinyModel : IDisposable
                 src.Set(p + "mlp.experts.gate_up_proj_bias", Randn(rng, 0.5, e, 2 * i));
                 src.Set(p + "mlp.experts.down_proj", Randn(rng, 0.5, e, i, h));
                 src.Set(p + "mlp.experts.down_proj_bias", Randn(rng, 0.2, e, h));
+                continue;
+            }
+            if (Kind.StartsWith("granitemoe", StringComparison.Ordinal))
+            {
+                // Fused: input_linear [E, 2I, H] (gate rows, then up rows), output_linear [E, H, I]; router.layer.
+                long e = moe.NumExperts, i = moe.ExpertIntermediateSize;
+                src.Set(p + "block_sparse_moe.router.layer.weight", Randn(rng, 1.0, e, h));
+                src.Set(p + "block_sparse_moe.input_linear.weight", Randn(rng, 0.5, e, 2 * i, h));
+                src.Set(p + "block_sparse_moe.output_linear.weight", Randn(rng, 0.5, e, h, i));
+                if (moe.SharedExpertIntermediateSize is > 0 and var si)
+                {
+                    src.Set(p + "shared_mlp.input_linear.weight", Randn(rng, 0.5, 2 * si, h));
+                    src.Set(p + "shared_mlp.output_linear.weight", Randn(rng, 0.5, h, si));
+                }
                 continue;
             }
             var mixtralNames = Kind is "mixtral" or "phimoe";
