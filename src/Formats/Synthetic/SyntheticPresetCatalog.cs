@@ -33,6 +33,9 @@ public static class SyntheticPresetCatalog
             Description = "Phi-3.5-MoE layout: LayerNorm with biases, attention and lm_head biases" },
         new() { Name = "granitemoe", Family = "granitemoe", ReferenceModel = "granite-3.0-1b-a400m-base", Layers = 3, Experts = 16, TopK = 4,
             Description = "GraniteMoE layout: fused input_linear/output_linear, router.layer, tied embeddings" },
+        new() { Name = "granitemoe-shared", Family = "granitemoe", ReferenceModel = "granite-3.0-1b-a400m-base", Layers = 3, Experts = 16, TopK = 4,
+            ConfigPatch = """{"architectures": ["GraniteMoeSharedForCausalLM"], "model_type": "granitemoeshared", "shared_intermediate_size": 1024}""",
+            Description = "GraniteMoeShared layout: GraniteMoE plus shared_mlp.input_linear/output_linear (the granite-3.0-1b-a400m config relabelled; no public GraniteMoeShared config in the reference set)" },
         new() { Name = "gpt-oss", Family = "gpt-oss", ReferenceModel = "gpt-oss-20b", Layers = 4, Experts = 8, TopK = 2, ExpertIntermediate = 64,
             Description = "GPT-OSS-20b layout: MXFP4 expert blocks/scales, router and expert biases, attention sinks" },
     ];

@@ -22,13 +22,20 @@ public sealed class FamilyPipelineTests
     [InlineData("gpt-oss", "dequantized")]
     [InlineData("phimoe", "gptq")]
     [InlineData("granitemoe", "dequantized")]
+    [InlineData("granitemoe-shared", "dequantized")]
     public void SynthesizeCalibratePruneQuantizeEval(string preset, string format)
     {
         var model = TinyCalibrationModel.NewPath(preset);
         Run("synthesize", preset, model);
         WriteWordTokenizer(model);
         int experts;
-        using (var original = ModelCheckpoint.Open(model)) experts = original.MoE.NumExperts;
+        using (var original = ModelCheckpoint.Open(model))
+        {
+            experts = original.MoE.NumExperts;
+            // Shared experts (GraniteMoeShared's shared_mlp among them) are present, so prune and quantize meet them.
+            if (original.MoE.NumSharedExperts > 0)
+                Assert.Contains(original.Tensors.Names, n => original.Classify(n).Role == TensorRole.SharedExpert);
+        }
 
         var profile = TinyCalibrationModel.NewPath(preset + "-profile");
         Run(["calibrate", model, "--out", profile, .. Calibration]);
