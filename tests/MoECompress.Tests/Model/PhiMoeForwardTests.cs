@@ -72,9 +72,20 @@ public sealed class PhiMoeForwardTests
     }
 
     [Fact]
+    public void LongRopeTakesTheOriginalContextFromTheTopLevelWhenRopeScalingLacksIt()
+    {
+        using var model = TinyModel.Create("phimoe", configure: c => c["rope_scaling"]!.AsObject().Remove("original_max_position_embeddings"));
+        var engine = model.Engine();
+        Assert.Equal(8, engine.Config.RopeScaling.OriginalMaxPositionEmbeddings);
+        Assert.Equal(1.1, engine.Rotary.AttentionFactorFor(8));
+        Assert.Equal(1.3, engine.Rotary.AttentionFactorFor(9));
+    }
+
+    [Fact]
     public void TopKOtherThanTwoIsRefused()
     {
-        var ex = Assert.Throws<MoeCompressException>(() => TinyModel.Create("phimoe", topK: 1).Engine());
+        using var model = TinyModel.Create("phimoe", topK: 1);
+        var ex = Assert.Throws<MoeCompressException>(() => model.Engine());
         Assert.Equal(ErrorKind.InvalidConfig, ex.Kind);
         Assert.Contains("num_experts_per_tok", ex.Message);
         Assert.Contains("sparsemixer", ex.Message);
