@@ -20,6 +20,7 @@ public sealed class FamilyPipelineTests
     [InlineData("glm4.5-moe", "gptq")]
     [InlineData("kimi-k2", "gptq")]
     [InlineData("gpt-oss", "dequantized")]
+    [InlineData("qwen3-next", "gptq")]
     [InlineData("qwen3.5-moe", "gptq")]
     [InlineData("qwen3.6-moe", "dequantized")]
     public void SynthesizeCalibratePruneQuantizeEval(string preset, string format)
