@@ -70,7 +70,7 @@ public sealed class ModelEngine
 
     /// <summary>
     /// Throws <see cref="MoeCompressException"/>(Infeasible) when the engine cannot run the model of this config
-    /// (Phi-MoE, GraniteMoE, GPT-OSS, Qwen3.5 linear attention, ...). Data-free commands need not call it.
+    /// (Phi-MoE, GraniteMoE, MiniCPM-MoE, ...). Data-free commands need not call it.
     /// </summary>
     public static void EnsureSupported(IMoEFamily family, JsonObject config)
     {
