@@ -142,12 +142,12 @@ public sealed class GatedDeltaNet : AttentionBlock
             Tensor next, output;
             using (var step = NewDisposeScope())
             {
-                var kt = k.select(1, t).unsqueeze(-1);                               // [B, h, dk, 1]
+                var kt = k.select(1, t).unsqueeze(-2);                                // [B, h, 1, dk]
                 var decayed = state * g.select(1, t).exp().unsqueeze(-1).unsqueeze(-1);
-                var remembered = (decayed * kt).sum(new long[] { -2 });                // Sᵀk [B, h, dv]
-                var delta = (v.select(1, t) - remembered) * beta.select(1, t).unsqueeze(-1);
-                next = (decayed + kt * delta.unsqueeze(-2)).MoveToOuterDisposeScope();
-                output = (next * q.select(1, t).unsqueeze(-1)).sum(new long[] { -2 }).MoveToOuterDisposeScope();
+                var remembered = matmul(kt, decayed);                                  // (Sᵀk)ᵀ [B, h, 1, dv]
+                var delta = (v.select(1, t).unsqueeze(-2) - remembered) * beta.select(1, t).unsqueeze(-1).unsqueeze(-1);
+                next = decayed.add_(matmul(kt.transpose(-2, -1), delta)).MoveToOuterDisposeScope();
+                output = matmul(q.select(1, t).unsqueeze(-2), next).squeeze(-2).MoveToOuterDisposeScope();
             }
             state.Dispose();
             state = next;

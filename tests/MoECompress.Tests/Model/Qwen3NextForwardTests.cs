@@ -47,6 +47,23 @@ public sealed class Qwen3NextForwardTests
         Reference.AssertRelativelyClose(firstRows, prefix, 1e-5);
     }
 
+    [Fact]
+    public void MissingOrMisshapenDeltaNetTensorsAreNamed()
+    {
+        using var model = TinyModel.Create("qwen3_next", layers: 2);
+        model.Source.Remove("model.layers.0.linear_attn.in_proj_ba.weight");
+        var missing = Assert.Throws<Formats.Errors.MoeCompressException>(() => model.Engine().LoadLayer(0).Dispose());
+        Assert.Contains("model.layers.0.linear_attn.in_proj_ba.weight", missing.Message);
+        Assert.Equal(Formats.Errors.ErrorKind.InvalidCheckpoint, missing.Kind);
+
+        using var split = TinyModel.Create("qwen3_5_moe", layers: 2);
+        using (var s = NewDisposeScope())
+            split.Source.Set("model.language_model.layers.0.linear_attn.conv1d.weight", zeros(20, 1, 4));
+        var shape = Assert.Throws<Formats.Errors.MoeCompressException>(() => split.Engine().LoadLayer(0).Dispose());
+        Assert.Contains("linear_attn.conv1d.weight", shape.Message);
+        Assert.Contains("[20, 1, 4]", shape.Message);
+    }
+
     /// <summary>
     /// The delta rule worked by hand (d_k = 2, d_v = 1): S₀ = 0.
     /// t=1: q=[1,0], k=[1,0], v=2, decay 1, β=½ → δ = ½(2 − 0) = 1, S = [1, 0]ᵀ, o = 1.
