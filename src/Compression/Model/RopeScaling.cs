@@ -69,7 +69,7 @@ public sealed record RopeScaling
         var key = config.Has("rope_scaling") ? "rope_scaling" : config.Has("rope_parameters") ? "rope_parameters" : null;
         if (key is null) return None;
         if (config.Node(key) is not JsonObject obj) throw config.Invalid(key, "must be an object");
-        var sub = new EngineConfigReader(obj, config.Path);
+        var sub = new EngineConfigReader(obj, config.Path, config.KeyPrefix);
         var typeName = sub.String("rope_type") ?? sub.String("type") ?? "default";
         var type = typeName switch
         {

@@ -144,6 +144,9 @@ internal sealed class WeightLoader : IDisposable
         return Track(replacement);
     }
 
+    /// <summary>Tracks a tensor derived during loading (disposed by <see cref="Abandon"/> if loading fails).</summary>
+    public Tensor Adopt(Tensor derived) => Track(derived.DetachFromDisposeScope());
+
     /// <summary>Loading succeeded: the created tensors now belong to the caller.</summary>
     public void Commit() => _created.Clear();
 

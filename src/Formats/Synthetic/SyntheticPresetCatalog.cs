@@ -27,6 +27,8 @@ public static class SyntheticPresetCatalog
             Description = "Qwen3.5 REAP layout: linear/full attention layers, per-expert experts, shared expert, F16, MTP declared but not stored" },
         new() { Name = "qwen3.6-moe", Family = "qwen3.5-moe", ReferenceModel = "Qwen3.6-35B-A3B", Layers = 4, Experts = 16, TopK = 4, HeadDim = 32, FusedExperts = true,
             Description = "Qwen3.6 layout: nested text_config, fused experts, shared expert, MTP layer, vision tower" },
+        new() { Name = "qwen3-next", Family = "qwen3.5-moe", ReferenceModel = "Qwen3-Next-80B-A3B-Instruct", Layers = 4, Experts = 16, TopK = 4, HeadDim = 32,
+            Description = "Qwen3-Next layout: every 4th layer gated full attention, Gated DeltaNet with fused in_proj_qkvz/in_proj_ba, per-expert experts, shared expert, 1 MTP layer" },
         new() { Name = "olmoe", Family = "olmoe", ReferenceModel = "OLMoE-1B-7B-0924", Layers = 3, Experts = 16, TopK = 4,
             Description = "OLMoE layout: 16 experts top-4, full-width q/k norms" },
         new() { Name = "phimoe", Family = "phimoe", ReferenceModel = "Phi-3.5-MoE-instruct", Layers = 3, Experts = 16, TopK = 2,

@@ -47,6 +47,8 @@ internal sealed class TinyModel : IDisposable
         ["phimoe"] = "Phi-3.5-MoE-instruct",
         ["granitemoe"] = "granite-3.0-1b-a400m-base",
         ["granitemoeshared"] = "granite-3.0-1b-a400m-base",
+        ["qwen3_next"] = "Qwen3-Next-80B-A3B-Instruct",
+        ["qwen3_5_moe"] = "Qwen3.5-18B-REAP-A3B-Coding",
     };
 
     public static IEnumerable<object[]> Kinds => ReferenceOf.Keys.Select(k => new object[] { k });
@@ -198,6 +200,36 @@ internal sealed class TinyModel : IDisposable
                     c["shared_intermediate_size"] = 5;
                 }
                 break;
+            case "qwen3_next":
+            case "qwen3_5_moe":
+                // Hybrid: Gated DeltaNet with 2 key heads of 3 and 4 value heads of 2 (2 per key head), conv kernel 3;
+                // gated full attention with partial rotary (2 of 4 head dimensions). Qwen3-Next: every 2nd layer full
+                // (full_attention_interval); Qwen3.5 REAP: layer_types, tensors under model.language_model.
+                c["num_experts"] = experts;
+                c["moe_intermediate_size"] = 6;
+                c["shared_expert_intermediate_size"] = 5;
+                c["head_dim"] = 4;
+                c["partial_rotary_factor"] = 0.5;
+                c["linear_num_key_heads"] = 2;
+                c["linear_num_value_heads"] = 4;
+                c["linear_key_head_dim"] = 3;
+                c["linear_value_head_dim"] = 2;
+                c["linear_conv_kernel_dim"] = 3;
+                if (kind == "qwen3_next")
+                {
+                    c["rope_theta"] = 100.0;
+                    c["full_attention_interval"] = 2;
+                }
+                else
+                {
+                    c["rope_parameters"]!["rope_theta"] = 100.0;
+                    c["rope_parameters"]!["partial_rotary_factor"] = 0.5;
+                    c["rope_parameters"]!["mrope_section"] = new JsonArray(1);
+                    c["layer_types"] = new JsonArray(Enumerable.Range(0, layers)
+                        .Select(l => (JsonNode?)(l % 3 == 1 ? "full_attention" : "linear_attention")).ToArray());
+                    c["mtp_num_hidden_layers"] = 0;
+                }
+                break;
             default:
                 throw new ArgumentException($"unknown tiny model kind '{kind}'");
         }
@@ -215,18 +247,22 @@ internal sealed class TinyModel : IDisposable
         int h = Hidden, heads = c["num_attention_heads"]!.GetValue<int>(), kv = c["num_key_value_heads"]!.GetValue<int>();
         int headDim = c["head_dim"]?.GetValue<int>() ?? h / heads;
         var src = Source;
-        src.Set("model.embed_tokens.weight", Randn(rng, 1.0, Vocab, h));
-        src.Set("model.norm.weight", Norm(rng, h));
+        var hybrid = Kind is "qwen3_next" or "qwen3_5_moe";
+        // Qwen3-Next's zero-centred norms store the offset from 1.
+        Tensor Norm(Random r, long size) => hybrid ? Randn(r, 0.1, size) : NormNearOne(r, size);
+        var prefix = MoE.ModelPrefix;
+        src.Set(prefix + "embed_tokens.weight", Randn(rng, 1.0, Vocab, h));
+        src.Set(prefix + "norm.weight", Norm(rng, h));
         if (!moe.TieWordEmbeddings) src.Set("lm_head.weight", Randn(rng, 0.5, Vocab, h));
         var phi = Kind == "phimoe";
         if (phi)
         {
-            src.Set("model.norm.bias", Randn(rng, 0.1, h));
+            src.Set(prefix + "norm.bias", Randn(rng, 0.1, h));
             src.Set("lm_head.bias", Randn(rng, 0.3, Vocab));
         }
         for (var l = 0; l < moe.NumLayers; l++)
         {
-            var p = $"model.layers.{l}.";
+            var p = $"{prefix}layers.{l}.";
             src.Set(p + "input_layernorm.weight", Norm(rng, h));
             src.Set(p + "post_attention_layernorm.weight", Norm(rng, h));
             if (phi)
@@ -234,7 +270,9 @@ internal sealed class TinyModel : IDisposable
                 src.Set(p + "input_layernorm.bias", Randn(rng, 0.1, h));
                 src.Set(p + "post_attention_layernorm.bias", Randn(rng, 0.1, h));
             }
-            if (Kind.StartsWith("deepseek_v", StringComparison.Ordinal))
+            if (hybrid && IsLinearAttention(l))
+                FillGatedDeltaNet(rng, p + "linear_attn.");
+            else if (Kind.StartsWith("deepseek_v", StringComparison.Ordinal))
             {
                 int nope = c["qk_nope_head_dim"]!.GetValue<int>(), rope = c["qk_rope_head_dim"]!.GetValue<int>();
                 int v = c["v_head_dim"]!.GetValue<int>(), kvRank = c["kv_lora_rank"]!.GetValue<int>();
@@ -254,7 +292,7 @@ internal sealed class TinyModel : IDisposable
             }
             else
             {
-                src.Set(p + "self_attn.q_proj.weight", Randn(rng, 0.5, heads * headDim, h));
+                src.Set(p + "self_attn.q_proj.weight", Randn(rng, 0.5, heads * headDim * (hybrid ? 2 : 1), h));
                 src.Set(p + "self_attn.k_proj.weight", Randn(rng, 0.5, kv * headDim, h));
                 src.Set(p + "self_attn.v_proj.weight", Randn(rng, 0.5, kv * headDim, h));
                 src.Set(p + "self_attn.o_proj.weight", Randn(rng, 0.5, h, heads * headDim));
@@ -270,7 +308,7 @@ internal sealed class TinyModel : IDisposable
                     src.Set(p + "self_attn.k_proj.bias", Randn(rng, 0.2, kv * headDim));
                     src.Set(p + "self_attn.v_proj.bias", Randn(rng, 0.2, kv * headDim));
                 }
-                if (Kind is "qwen3_moe" or "glm4_moe")
+                if (Kind is "qwen3_moe" or "glm4_moe" || hybrid)
                 {
                     src.Set(p + "self_attn.q_norm.weight", Norm(rng, headDim));
                     src.Set(p + "self_attn.k_norm.weight", Norm(rng, headDim));
@@ -330,7 +368,7 @@ internal sealed class TinyModel : IDisposable
             }
             if (moe.SharedExpertIntermediateSize > 0)
             {
-                var sp = Kind == "qwen2_moe" ? p + "mlp.shared_expert." : p + "mlp.shared_experts.";
+                var sp = Kind is "qwen2_moe" || hybrid ? p + "mlp.shared_expert." : p + "mlp.shared_experts.";
                 var si = moe.SharedExpertIntermediateSize;
                 src.Set(sp + "gate_proj.weight", Randn(rng, 0.5, si, h));
                 src.Set(sp + "up_proj.weight", Randn(rng, 0.5, si, h));
@@ -374,7 +412,39 @@ internal sealed class TinyModel : IDisposable
         return tensor(values, shape);
     }
 
-    private static Tensor Norm(Random rng, long size)
+    /// <summary>True when decoder layer <paramref name="layer"/> of a hybrid kind is Gated DeltaNet.</summary>
+    public bool IsLinearAttention(int layer) => Config["layer_types"] is JsonArray types
+        ? types[layer]!.GetValue<string>() == "linear_attention"
+        : (layer + 1) % Config["full_attention_interval"]!.GetValue<int>() != 0;
+
+    /// <summary>linear_attn.* as the kind stores it: Qwen3-Next fused in_proj_qkvz / in_proj_ba, Qwen3.5 split projections.</summary>
+    private void FillGatedDeltaNet(Random rng, string p)
+    {
+        var c = Config;
+        int h = Hidden, nk = c["linear_num_key_heads"]!.GetValue<int>(), nv = c["linear_num_value_heads"]!.GetValue<int>();
+        int dk = c["linear_key_head_dim"]!.GetValue<int>(), dv = c["linear_value_head_dim"]!.GetValue<int>();
+        int kernel = c["linear_conv_kernel_dim"]!.GetValue<int>();
+        long conv = 2L * nk * dk + (long)nv * dv;
+        if (Kind == "qwen3_next")
+        {
+            Source.Set(p + "in_proj_qkvz.weight", Randn(rng, 0.5, conv + (long)nv * dv, h));
+            Source.Set(p + "in_proj_ba.weight", Randn(rng, 0.5, 2L * nv, h));
+        }
+        else
+        {
+            Source.Set(p + "in_proj_qkv.weight", Randn(rng, 0.5, conv, h));
+            Source.Set(p + "in_proj_z.weight", Randn(rng, 0.5, (long)nv * dv, h));
+            Source.Set(p + "in_proj_b.weight", Randn(rng, 0.5, nv, h));
+            Source.Set(p + "in_proj_a.weight", Randn(rng, 0.5, nv, h));
+        }
+        Source.Set(p + "conv1d.weight", Randn(rng, 0.5, conv, 1, kernel));
+        Source.Set(p + "A_log", Randn(rng, 0.5, nv));
+        Source.Set(p + "dt_bias", Randn(rng, 0.5, nv));
+        Source.Set(p + "norm.weight", NormNearOne(rng, dv));
+        Source.Set(p + "out_proj.weight", Randn(rng, 0.5, h, (long)nv * dv));
+    }
+
+    private static Tensor NormNearOne(Random rng, long size)
     {
         using var scope = NewDisposeScope();
         return (Randn(rng, 0.1, size) + 1).MoveToOuterDisposeScope();
