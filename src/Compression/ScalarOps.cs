@@ -125,10 +125,10 @@ internal static class ScalarOps
         return t.ge(s);
     }
 
-    public static Tensor FullLike(Tensor t, double value)
+    public static Tensor FullLike(Tensor t, double value, ScalarType? dtype = null)
     {
         using var s = value.ToScalar();
-        return full_like(t, s);
+        return full_like(t, s, dtype);
     }
 
     /// <summary>start, start + step, … below stop.</summary>

@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace MoECompress.Compression.Model;
@@ -8,7 +9,7 @@ namespace MoECompress.Compression.Model;
 /// </summary>
 public sealed class DecoderLayer : IDisposable
 {
-    public DecoderLayer(int index, RmsNorm inputNorm, AttentionBlock attention, RmsNorm postAttentionNorm, GatedMlp? mlp, MoEBlock? moe)
+    public DecoderLayer(int index, INorm inputNorm, AttentionBlock attention, INorm postAttentionNorm, GatedMlp? mlp, MoEBlock? moe)
     {
         if ((mlp is null) == (moe is null)) throw new ArgumentException($"layer {index} needs exactly one of a dense MLP and a MoE block");
         Index = index;
@@ -20,14 +21,16 @@ public sealed class DecoderLayer : IDisposable
     }
 
     public int Index { get; }
-    public RmsNorm InputNorm { get; }
+    public INorm InputNorm { get; }
     public AttentionBlock Attention { get; }
-    public RmsNorm PostAttentionNorm { get; }
+    public INorm PostAttentionNorm { get; }
     /// <summary>Dense MLP (null in MoE layers).</summary>
     public GatedMlp? Mlp { get; }
     /// <summary>Sparse MoE block (null in dense layers).</summary>
     public MoEBlock? MoE { get; }
     public bool IsMoE => MoE is not null;
+    /// <summary>GraniteMoE residual_multiplier: scales the attention and MLP outputs before each residual add (1 elsewhere).</summary>
+    public double ResidualMultiplier { get; init; } = 1.0;
 
     /// <summary>Layer output [B, L, H] for hidden states x [B, L, H].</summary>
     /// <param name="x">Input hidden states (float32).</param>
@@ -44,12 +47,14 @@ public sealed class DecoderLayer : IDisposable
         if (rope.Length != l) throw new ArgumentException($"rotary tables cover {rope.Length} positions, input has {l}");
         batch ??= new MicroBatch(Enumerable.Range(0, (int)b).ToArray(), (int)l);
 
-        var h = x + Attention.Forward(InputNorm.Forward(x), rope);
+        var attnOut = Attention.Forward(InputNorm.Forward(x), rope);
+        using var residualScale = ResidualMultiplier.ToScalar();
+        var h = ResidualMultiplier == 1.0 ? x + attnOut : x + attnOut.mul(residualScale);
         var normed = PostAttentionNorm.Forward(h);
         Tensor mlpOut = MoE is not null
             ? MoE.Forward(normed.reshape(b * l, hidden), null, observer, batch).view(b, l, hidden)
             : Mlp!.Forward(normed);
-        var output = h + mlpOut;
+        var output = ResidualMultiplier == 1.0 ? h + mlpOut : h + mlpOut.mul(residualScale);
         observer?.OnLayerOutput(new LayerActivation(Index, batch, x, output));
         return output.MoveToOuterDisposeScope();
     }

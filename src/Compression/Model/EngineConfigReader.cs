@@ -13,14 +13,21 @@ internal sealed class EngineConfigReader
 {
     private readonly JsonObject _root;
 
-    public EngineConfigReader(JsonObject root, string path)
+    /// <param name="root">The object the keys are read from.</param>
+    /// <param name="path">The config file (shown in error messages).</param>
+    /// <param name="keyPrefix">Shown before every key in error messages ("text_config." for a nested language-model section).</param>
+    public EngineConfigReader(JsonObject root, string path, string keyPrefix = "")
     {
         _root = root;
         Path = path;
+        KeyPrefix = keyPrefix;
     }
 
     /// <summary>The config file the values come from (used in error messages).</summary>
     public string Path { get; }
+
+    /// <summary>Prefix of the keys in error messages ("" at the top level).</summary>
+    public string KeyPrefix { get; }
 
     public JsonObject Root => _root;
 
@@ -51,7 +58,7 @@ internal sealed class EngineConfigReader
     }
 
     public MoeCompressException Invalid(string key, string problem) =>
-        new(ErrorKind.InvalidConfig, $"{Path}: key '{key}' {problem}");
+        new(ErrorKind.InvalidConfig, $"{Path}: key '{KeyPrefix}{key}' {problem}");
 
     internal int? ReadInt(JsonNode? node, string key)
     {

@@ -7,20 +7,23 @@ namespace MoECompress.Compression.Model;
 /// optional q/k RMSNorm — per head (Qwen3: norm weight of size head_dim, applied to each head) or over the whole
 /// projection (OLMoE: size heads·head_dim, applied before the head split) —, optional clamp (OLMoE clip_qkv),
 /// rotate-half RoPE (on the first rotary dimensions of each head when they are fewer), key/value heads repeated to the
-/// query heads (kv head j serves query heads j·r … j·r+r−1), optional per-head attention sinks (GPT-OSS).
+/// query heads (kv head j serves query heads j·r … j·r+r−1), optional per-head attention sinks (GPT-OSS), optional
+/// output gate (Qwen3-Next: q_proj yields [query, gate] per head, and the merged heads are multiplied by sigmoid(gate)
+/// before o_proj).
 /// </summary>
 public sealed class GroupedQueryAttention : AttentionBlock
 {
     public GroupedQueryAttention(int numHeads, int numKeyValueHeads, int headDim,
         LinearWeights q, LinearWeights k, LinearWeights v, LinearWeights o,
         double scale, int? slidingWindow = null, RmsNorm? qNorm = null, RmsNorm? kNorm = null, double? clipQkv = null,
-        Tensor? sinks = null)
+        Tensor? sinks = null, bool outputGate = false)
         : base(scale, slidingWindow)
     {
+        var qRows = (long)numHeads * headDim * (outputGate ? 2 : 1);
         if (sinks is not null && (sinks.dim() != 1 || sinks.shape[0] != numHeads))
             throw new ArgumentException($"attention sinks must be [{numHeads}], found [{string.Join(",", sinks.shape)}]");
         if (numHeads % numKeyValueHeads != 0) throw new ArgumentException("heads must be a multiple of key/value heads");
-        if (q.OutFeatures != (long)numHeads * headDim || k.OutFeatures != (long)numKeyValueHeads * headDim ||
+        if (q.OutFeatures != qRows || k.OutFeatures != (long)numKeyValueHeads * headDim ||
             v.OutFeatures != (long)numKeyValueHeads * headDim || o.InFeatures != (long)numHeads * headDim)
             throw new ArgumentException("attention projection shapes disagree with the head counts");
         if (qNorm is not null && qNorm.Size != headDim && qNorm.Size != (long)numHeads * headDim)
@@ -38,6 +41,7 @@ public sealed class GroupedQueryAttention : AttentionBlock
         KNorm = kNorm;
         ClipQkv = clipQkv;
         Sinks = sinks;
+        OutputGate = outputGate;
     }
 
     public int NumHeads { get; }
@@ -52,6 +56,8 @@ public sealed class GroupedQueryAttention : AttentionBlock
     public double? ClipQkv { get; }
     /// <summary>GPT-OSS per-head sink logits [heads]: an extra softmax entry per query that receives no value; null for none.</summary>
     public Tensor? Sinks { get; }
+    /// <summary>True when q_proj also yields the per-head output gate (Qwen3-Next gated attention).</summary>
+    public bool OutputGate { get; }
 
     public override Tensor Forward(Tensor x, RotaryTables rope)
     {
@@ -59,6 +65,13 @@ public sealed class GroupedQueryAttention : AttentionBlock
         var b = x.shape[0];
         var l = x.shape[1];
         var q = Q.Forward(x);
+        Tensor? gate = null;
+        if (OutputGate)
+        {
+            var both = q.view(b, l, NumHeads, 2L * HeadDim);
+            gate = both.narrow(-1, HeadDim, HeadDim).reshape(b, l, (long)NumHeads * HeadDim);
+            q = both.narrow(-1, 0, HeadDim).reshape(b, l, (long)NumHeads * HeadDim);
+        }
         var k = K.Forward(x);
         var v = V.Forward(x);
         if (QNorm is not null && QNorm.Size != HeadDim) q = QNorm.Forward(q);
@@ -85,6 +98,7 @@ public sealed class GroupedQueryAttention : AttentionBlock
         }
         var attn = Sinks is null ? Attend(q, k, v, Scale, SlidingWindow) : AttendWithSinks(q, k, v, Scale, SlidingWindow, Sinks);
         var merged = attn.transpose(1, 2).reshape(b, l, (long)NumHeads * HeadDim);
+        if (gate is not null) merged = merged * gate.sigmoid();
         return O.Forward(merged).MoveToOuterDisposeScope();
     }
 

@@ -59,6 +59,8 @@ public sealed class MoERouter : IDisposable
         }
 
         var z = logits.to(ScalarType.Float32);
+        if (spec.SparseMixerJitterEps is { } jitter)
+            return SparseMixer(z, spec.TopK, jitter, dropped);
         Tensor scores = spec.Scoring switch
         {
             RouterScoring.Softmax => (dropped is null ? z : z.FillWhere(dropped, double.NegativeInfinity)).softmax(-1),
@@ -101,6 +103,36 @@ public sealed class MoERouter : IDisposable
             scores.MoveToOuterDisposeScope(),
             topIdx.MoveToOuterDisposeScope(),
             weights.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
+    /// Phi-3.5-MoE sparsemixer as transformers runs it in eval mode, for float32 logits z [T, E] (the caller's scope
+    /// owns the temporaries): per round, m = the largest logit not chosen yet; logits z with (m − z) / max(|z|, m) &gt;
+    /// 2·eps are masked, as are the experts already chosen; the expert of m is chosen with weight = its probability in
+    /// the softmax over what is left. Scores are the plain softmax of z. Dropped experts (simulated pruning) never take part.
+    /// </summary>
+    private static MoERouting SparseMixer(Tensor z, int topK, double jitterEps, Tensor? dropped)
+    {
+        using var threshold = (2 * jitterEps).ToScalar();
+        var remaining = dropped is null ? z : z.FillWhere(dropped, double.NegativeInfinity);
+        var scores = remaining.softmax(-1);
+        var magnitude = z.abs();
+        var chosen = new List<Tensor>(topK);
+        var weights = new List<Tensor>(topK);
+        for (var round = 0; round < topK; round++)
+        {
+            var (best, index) = remaining.max(-1, keepdim: true);
+            var outside = best.sub(z).div(magnitude.maximum(best)).gt(threshold);
+            var probabilities = remaining.FillWhere(outside, double.NegativeInfinity).softmax(-1);
+            chosen.Add(index);
+            weights.Add(probabilities.gather(1, index));
+            remaining = remaining.scatter(1, index, ScalarOps.FullLike(index, double.NegativeInfinity, ScalarType.Float32));
+        }
+        return new MoERouting(
+            z.clone().MoveToOuterDisposeScope(),
+            scores.MoveToOuterDisposeScope(),
+            cat(chosen, 1).MoveToOuterDisposeScope(),
+            cat(weights, 1).MoveToOuterDisposeScope());
     }
 
     public void Dispose()

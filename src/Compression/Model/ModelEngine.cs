@@ -64,13 +64,15 @@ public sealed class ModelEngine
     public string FinalNormName => MoE.ModelPrefix + "norm.weight";
     /// <summary>Name of the output projection.</summary>
     public const string LmHeadName = "lm_head.weight";
+    /// <summary>Name of the output projection's bias (Phi-3.5-MoE lm_head_bias).</summary>
+    public const string LmHeadBiasName = "lm_head.bias";
 
     /// <summary>Prefix of a decoder layer's tensor names ("model.layers.{i}.").</summary>
     public string LayerPrefix(int layer) => $"{MoE.ModelPrefix}layers.{layer}.";
 
     /// <summary>
     /// Throws <see cref="MoeCompressException"/>(Infeasible) when the engine cannot run the model of this config
-    /// (Phi-MoE, GraniteMoE, GPT-OSS, Qwen3.5 linear attention, ...). Data-free commands need not call it.
+    /// (MiniCPM-MoE, ...). Data-free commands need not call it.
     /// </summary>
     public static void EnsureSupported(IMoEFamily family, JsonObject config)
     {
@@ -107,7 +109,7 @@ public sealed class ModelEngine
             throw new MoeCompressException(ErrorKind.InvalidConfig,
                 $"tensor '{EmbeddingName}' has shape [{string.Join(", ", shape)}], but config.json implies [{Config.VocabSize}, {Config.HiddenSize}]");
         }
-        return new EmbeddingTable(w);
+        return new EmbeddingTable(w) { Multiplier = Config.EmbeddingMultiplier };
     }
 
     /// <summary>Loads the final norm and lm_head (or the embedding table when tied) as float32.</summary>
@@ -116,14 +118,16 @@ public sealed class ModelEngine
         using var loader = new WeightLoader(Tensors, Config);
         try
         {
-            var norm = new RmsNorm(loader.Load(FinalNormName, "final norm", Config.HiddenSize), Config.RmsNormEps);
+            var norm = LoadHiddenNorm(loader, MoE.ModelPrefix + "norm", "final norm");
             var headName = Tensors.Contains(LmHeadName) || !Config.MoE.TieWordEmbeddings ? LmHeadName : EmbeddingName;
             long rows = Config.VocabSize;
             if (Tensors.Contains(headName) && Tensors.GetInfo(headName).Shape is [var stored, _] && stored > rows)
                 rows = stored;
             var head = loader.Load(headName, "output projection", rows, Config.HiddenSize);
+            var bias = headName == LmHeadName && (Config.LmHeadBias || loader.Has(LmHeadBiasName))
+                ? loader.Load(LmHeadBiasName, "output projection bias", rows) : null;
             loader.Commit();
-            return new OutputHead(norm, head);
+            return new OutputHead(norm, head, bias) { LogitsScaling = Config.LogitsScaling };
         }
         catch
         {
@@ -142,21 +146,39 @@ public sealed class ModelEngine
         {
             var p = LayerPrefix(layer);
             var h = Config.HiddenSize;
-            var inputNorm = new RmsNorm(loader.Load(p + "input_layernorm.weight", $"layer {layer} input norm", h), Config.RmsNormEps);
-            var postNorm = new RmsNorm(loader.Load(p + "post_attention_layernorm.weight", $"layer {layer} post-attention norm", h), Config.RmsNormEps);
-            AttentionBlock attention = Config.Mla is not null ? LoadLatentAttention(loader, layer) : LoadGroupedAttention(loader, layer);
+            var inputNorm = LoadHiddenNorm(loader, p + "input_layernorm", $"layer {layer} input norm");
+            var postNorm = LoadHiddenNorm(loader, p + "post_attention_layernorm", $"layer {layer} post-attention norm");
+            AttentionBlock attention = Config.Mla is not null ? LoadLatentAttention(loader, layer)
+                : Config.IsLinearAttentionLayer(layer) ? LoadGatedDeltaNet(loader, layer)
+                : LoadGroupedAttention(loader, layer);
             GatedMlp? mlp = null;
             MoEBlock? moe = null;
             if (Config.MoE.IsMoELayer[layer]) moe = LoadMoE(loader, layer);
             else mlp = LoadDenseMlp(loader, p + "mlp.", Config.DenseIntermediateSize > 0 ? Config.DenseIntermediateSize : null, $"layer {layer} dense MLP");
             loader.Commit();
-            return new DecoderLayer(layer, inputNorm, attention, postNorm, mlp, moe);
+            return new DecoderLayer(layer, inputNorm, attention, postNorm, mlp, moe) { ResidualMultiplier = Config.ResidualMultiplier };
         }
         catch
         {
             loader.Abandon();
             throw;
         }
+    }
+
+    /// <summary>A decoder norm over the hidden size: RMSNorm <c>{prefix}.weight</c>, or LayerNorm with <c>{prefix}.bias</c> too (Phi-3.5-MoE).</summary>
+    private INorm LoadHiddenNorm(WeightLoader loader, string prefix, string what)
+    {
+        long h = Config.HiddenSize;
+        if (!Config.UseLayerNorm) return LoadNorm(loader, prefix + ".weight", what, h);
+        return new LayerNorm(loader.Load(prefix + ".weight", what, h), loader.Load(prefix + ".bias", what + " bias", h), Config.RmsNormEps);
+    }
+
+    /// <summary>An RMSNorm of the decoder (layer, final, q/k norms): 1 + the stored weight for Qwen3-Next's zero-centred norms.</summary>
+    private RmsNorm LoadNorm(WeightLoader loader, string name, string what, long size)
+    {
+        var w = loader.Load(name, what, size);
+        if (Config.ZeroCenteredNorms) w = loader.Replace(w, w.Plus(1));
+        return new RmsNorm(w, Config.RmsNormEps);
     }
 
     private LinearWeights LoadLinear(WeightLoader loader, string prefix, string what, long outFeatures, long inFeatures)
@@ -172,7 +194,7 @@ public sealed class ModelEngine
         var p = LayerPrefix(layer) + "self_attn.";
         var what = $"layer {layer} attention";
         long h = c.HiddenSize, d = c.HeadDim, nq = c.NumAttentionHeads, nkv = c.NumKeyValueHeads;
-        var q = LoadLinear(loader, p + "q_proj", what, nq * d, h);
+        var q = LoadLinear(loader, p + "q_proj", what, nq * d * (c.AttentionOutputGate ? 2 : 1), h);
         var k = LoadLinear(loader, p + "k_proj", what, nkv * d, h);
         var v = LoadLinear(loader, p + "v_proj", what, nkv * d, h);
         var o = LoadLinear(loader, p + "o_proj", what, h, nq * d);
@@ -180,16 +202,55 @@ public sealed class ModelEngine
         if (loader.Has(p + "q_norm.weight"))
         {
             var size = Tensors.GetInfo(p + "q_norm.weight").ElementCount;
-            qNorm = new RmsNorm(loader.Load(p + "q_norm.weight", what + " q_norm", size == d ? d : nq * d), c.RmsNormEps);
+            qNorm = LoadNorm(loader, p + "q_norm.weight", what + " q_norm", size == d ? d : nq * d);
         }
         if (loader.Has(p + "k_norm.weight"))
         {
             var size = Tensors.GetInfo(p + "k_norm.weight").ElementCount;
-            kNorm = new RmsNorm(loader.Load(p + "k_norm.weight", what + " k_norm", size == d ? d : nkv * d), c.RmsNormEps);
+            kNorm = LoadNorm(loader, p + "k_norm.weight", what + " k_norm", size == d ? d : nkv * d);
         }
         var window = c.SlidingWindowLayers[layer] ? c.SlidingWindow : null;
         var sinks = loader.TryLoad(p + "sinks", what + " sinks", nq);
-        return new GroupedQueryAttention(c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, q, k, v, o, c.AttentionScale, window, qNorm, kNorm, c.ClipQkv, sinks);
+        return new GroupedQueryAttention(c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, q, k, v, o, c.AttentionScale, window, qNorm, kNorm, c.ClipQkv, sinks,
+            c.AttentionOutputGate);
+    }
+
+    /// <summary>
+    /// Gated DeltaNet of a linear_attention layer: Qwen3.5's split projections (in_proj_qkv, in_proj_z, in_proj_b,
+    /// in_proj_a) or Qwen3-Next's fused, key-head-grouped ones (in_proj_qkvz, in_proj_ba), reordered on load.
+    /// </summary>
+    private GatedDeltaNet LoadGatedDeltaNet(WeightLoader loader, int layer)
+    {
+        var c = Config;
+        var s = c.LinearAttention!;
+        var p = LayerPrefix(layer) + "linear_attn.";
+        var what = $"layer {layer} linear attention";
+        long h = c.HiddenSize;
+        LinearWeights qkv, z, b, a;
+        if (loader.Has(p + "in_proj_qkvz.weight"))
+        {
+            var qkvz = loader.Load(p + "in_proj_qkvz.weight", what + " in_proj_qkvz", 2L * s.KeyDim + 2L * s.ValueDim, h);
+            var ba = loader.Load(p + "in_proj_ba.weight", what + " in_proj_ba", 2L * s.NumValueHeads, h);
+            var split = GatedDeltaNet.FromGroupedProjections(s, qkvz, ba);
+            qkv = new LinearWeights(loader.Replace(qkvz, split.Qkv));
+            b = new LinearWeights(loader.Replace(ba, split.B));
+            z = new LinearWeights(loader.Adopt(split.Z));
+            a = new LinearWeights(loader.Adopt(split.A));
+        }
+        else
+        {
+            qkv = LoadLinear(loader, p + "in_proj_qkv", what + " in_proj_qkv", s.ConvDim, h);
+            z = LoadLinear(loader, p + "in_proj_z", what + " in_proj_z", s.ValueDim, h);
+            b = LoadLinear(loader, p + "in_proj_b", what + " in_proj_b", s.NumValueHeads, h);
+            a = LoadLinear(loader, p + "in_proj_a", what + " in_proj_a", s.NumValueHeads, h);
+        }
+        var conv = loader.Load(p + "conv1d.weight", what + " conv1d", s.ConvDim, 1, s.ConvKernel);
+        conv = loader.Replace(conv, conv.view(s.ConvDim, s.ConvKernel).clone());
+        var aLog = loader.Load(p + "A_log", what + " A_log", s.NumValueHeads);
+        var dtBias = loader.Load(p + "dt_bias", what + " dt_bias", s.NumValueHeads);
+        var norm = loader.Load(p + "norm.weight", what + " norm", s.ValueHeadDim);
+        var o = LoadLinear(loader, p + "out_proj", what + " out_proj", h, s.ValueDim);
+        return new GatedDeltaNet(s, qkv, z, b, a, conv, aLog, dtBias, norm, c.RmsNormEps, o);
     }
 
     private MultiHeadLatentAttention LoadLatentAttention(WeightLoader loader, int layer)
@@ -273,6 +334,8 @@ public sealed class ModelEngine
             else if (moe.HasSharedExpertGate)
                 throw new MoeCompressException(ErrorKind.InvalidCheckpoint, $"tensor '{p}shared_expert_gate.weight' (layer {layer} shared expert gate) is missing from the checkpoint");
         }
+        else if (loader.Has(LayerPrefix(layer) + GraniteSharedMlp + "input_linear.weight") || Config.ModelType == "granitemoeshared" && moe.SharedExpertIntermediateSize > 0)
+            shared = LoadGraniteSharedMlp(loader, layer);
         else if (moe.NumSharedExperts > 0 || moe.SharedExpertIntermediateSize > 0)
             throw new MoeCompressException(ErrorKind.InvalidCheckpoint,
                 $"layer {layer}: config declares shared experts but neither '{p}shared_expert.gate_proj.weight' nor '{p}shared_experts.gate_proj.weight' exists");
@@ -281,6 +344,21 @@ public sealed class ModelEngine
             CompressedExperts = Config.CompressedExperts is { } ce ? LoadCompressedExperts(loader, layer, ce.Aux) : null,
             SkipRule = Skipping?.RuleFor(layer),
         };
+    }
+
+    private const string GraniteSharedMlp = "shared_mlp.";
+
+    /// <summary>GraniteMoeShared's shared_mlp: input_linear [2S, H] (gate rows, then up rows) and output_linear [H, S].</summary>
+    private GatedMlp LoadGraniteSharedMlp(WeightLoader loader, int layer)
+    {
+        var p = LayerPrefix(layer) + GraniteSharedMlp;
+        var what = $"layer {layer} shared MLP";
+        long h = Config.HiddenSize, s = MoE.SharedExpertIntermediateSize;
+        if (s <= 0 && loader.Has(p + "input_linear.weight"))
+            s = Tensors.GetInfo(p + "input_linear.weight").Shape[0] / 2;
+        var (gate, up) = loader.LoadHalves(p + "input_linear.weight", what + " input_linear", s, h);
+        var down = loader.Load(p + "output_linear.weight", what + " output_linear", h, s);
+        return new GatedMlp(gate, up, down, Config.HiddenAct);
     }
 
     /// <summary>The three vector tensors of a substituted checkpoint's layer, named by the family adapter.</summary>

@@ -3,7 +3,7 @@ using static TorchSharp.torch;
 namespace MoECompress.Compression.Model;
 
 /// <summary>RMSNorm over the last dimension: w · x / sqrt(mean(x²) + eps), computed in float32. Owns its weight.</summary>
-public sealed class RmsNorm : IDisposable
+public sealed class RmsNorm : INorm
 {
     public RmsNorm(Tensor weight, double eps)
     {

@@ -53,6 +53,12 @@ public sealed record RopeScaling
     public IReadOnlyList<double>? ShortFactor { get; init; }
     /// <summary>LongRoPE <c>long_factor</c> (one value per frequency).</summary>
     public IReadOnlyList<double>? LongFactor { get; init; }
+    /// <summary>
+    /// Phi-3.5-MoE LongRoPE <c>short_mscale</c> / <c>long_mscale</c>: the factor on cos and sin for sequences within /
+    /// beyond the original context, replacing the computed attention factor when given.
+    /// </summary>
+    public double? ShortMscale { get; init; }
+    public double? LongMscale { get; init; }
 
     /// <summary>
     /// Reads the scaling block of a config: <c>rope_scaling</c>, else <c>rope_parameters</c>; null or a "default" type
@@ -63,7 +69,7 @@ public sealed record RopeScaling
         var key = config.Has("rope_scaling") ? "rope_scaling" : config.Has("rope_parameters") ? "rope_parameters" : null;
         if (key is null) return None;
         if (config.Node(key) is not JsonObject obj) throw config.Invalid(key, "must be an object");
-        var sub = new EngineConfigReader(obj, config.Path);
+        var sub = new EngineConfigReader(obj, config.Path, config.KeyPrefix);
         var typeName = sub.String("rope_type") ?? sub.String("type") ?? "default";
         var type = typeName switch
         {
@@ -90,6 +96,8 @@ public sealed record RopeScaling
             HighFreqFactor = Prefixed(sub, key, "high_freq_factor", s => s.Double("high_freq_factor")) ?? 4,
             ShortFactor = ReadList(sub, key, "short_factor"),
             LongFactor = ReadList(sub, key, "long_factor"),
+            ShortMscale = Prefixed(sub, key, "short_mscale", s => s.Double("short_mscale")),
+            LongMscale = Prefixed(sub, key, "long_mscale", s => s.Double("long_mscale")),
         };
         switch (type)
         {

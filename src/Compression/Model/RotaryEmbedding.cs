@@ -40,6 +40,18 @@ public sealed class RotaryEmbedding
     /// <summary>Factor applied to cos and sin (YaRN / LongRoPE "attention factor"; 1 otherwise).</summary>
     public double AttentionFactor { get; }
 
+    /// <summary>
+    /// The factor on cos and sin for a sequence of <paramref name="sequenceLength"/> tokens: Phi-3.5-MoE's
+    /// short_mscale / long_mscale (chosen as the LongRoPE factor lists are) when the config gives them, else
+    /// <see cref="AttentionFactor"/>.
+    /// </summary>
+    public double AttentionFactorFor(int sequenceLength)
+    {
+        if (Scaling.Type != RopeType.LongRope) return AttentionFactor;
+        var mscale = sequenceLength > OriginalContext ? Scaling.LongMscale : Scaling.ShortMscale;
+        return mscale ?? AttentionFactor;
+    }
+
     /// <summary>YaRN's mscale formula: 0.1·m·ln(s) + 1 for s &gt; 1, else 1.</summary>
     public static double YarnMscale(double scale, double mscale = 1) => scale <= 1 ? 1.0 : 0.1 * mscale * Math.Log(scale) + 1.0;
 
@@ -180,10 +192,11 @@ public sealed class RotaryEmbedding
         var emb = cat(new[] { freqs, freqs }, 1);
         var cosT = emb.cos();
         var sinT = emb.sin();
-        if (AttentionFactor != 1.0)
+        var factor = AttentionFactorFor(sequenceLength);
+        if (factor != 1.0)
         {
-            cosT = cosT.Times(AttentionFactor);
-            sinT = sinT.Times(AttentionFactor);
+            cosT = cosT.Times(factor);
+            sinT = sinT.Times(factor);
         }
         return new RotaryTables(cosT.MoveToOuterDisposeScope(), sinT.MoveToOuterDisposeScope());
     }

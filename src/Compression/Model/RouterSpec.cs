@@ -36,6 +36,12 @@ public sealed record RouterSpec
     public double NormalizeEpsilon { get; init; }
     /// <summary>Final multiplier of the weights (DeepSeek routed_scaling_factor as the runtime applies it; 1 otherwise).</summary>
     public double ScalingFactor { get; init; } = 1.0;
+    /// <summary>
+    /// Phi-3.5-MoE sparsemixer (inference form) with this jitter epsilon (config router_jitter_noise); null for the
+    /// plain top-k rule. Round r picks the best logit m not yet chosen; its weight is its probability in a softmax over
+    /// the remaining logits z with (m − z) / max(|z|, m) ≤ 2·eps. No normalisation or scaling follows.
+    /// </summary>
+    public double? SparseMixerJitterEps { get; init; }
 
     /// <summary>Checks the invariants the router relies on; throws InvalidConfig naming the problem.</summary>
     public void Validate()
@@ -50,6 +56,8 @@ public sealed record RouterSpec
             else if (TopKGroups * (NumExperts / NumGroups) < TopK) problem = $"topk_group {TopKGroups} groups of {NumExperts / NumGroups} experts hold fewer than top-k {TopK} experts";
             else if (GroupSelection == RouterGroupSelection.SumOfTopTwoPerGroup && NumExperts / NumGroups < 2) problem = "noaux_tc group scoring needs at least 2 experts per group";
         }
+        if (problem is null && SparseMixerJitterEps is not null && (Scoring != RouterScoring.Softmax || GroupSelection != RouterGroupSelection.None || UseCorrectionBias))
+            problem = "sparsemixer routing works on softmax logits without groups or correction bias";
         if (problem is not null)
             throw new Formats.Errors.MoeCompressException(Formats.Errors.ErrorKind.InvalidConfig, $"router: {problem}");
     }

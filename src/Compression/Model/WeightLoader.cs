@@ -34,6 +34,19 @@ internal sealed class WeightLoader : IDisposable
         return Track(t);
     }
 
+    /// <summary>
+    /// The two row halves [rows, cols] of a fused tensor [2·rows, cols] that must exist (GraniteMoE shared_mlp.input_linear:
+    /// gate rows first, then up), as separate float32 tensors.
+    /// </summary>
+    public (Tensor First, Tensor Second) LoadHalves(string name, string what, long rows, long cols)
+    {
+        using var fused = ReadFloat(name, what);
+        CheckShape(fused, name, what, new[] { 2 * rows, cols });
+        var first = Track(fused.narrow(0, 0, rows).clone().DetachFromDisposeScope());
+        var second = Track(fused.narrow(0, rows, rows).clone().DetachFromDisposeScope());
+        return (first, second);
+    }
+
     /// <summary>Like <see cref="Load"/>, but null when the tensor is absent.</summary>
     public Tensor? TryLoad(string name, string what, params long[] shape) => Has(name) ? Load(name, what, shape) : null;
 
@@ -130,6 +143,9 @@ internal sealed class WeightLoader : IDisposable
         old.Dispose();
         return Track(replacement);
     }
+
+    /// <summary>Tracks a tensor derived during loading (disposed by <see cref="Abandon"/> if loading fails).</summary>
+    public Tensor Adopt(Tensor derived) => Track(derived.DetachFromDisposeScope());
 
     /// <summary>Loading succeeded: the created tensors now belong to the caller.</summary>
     public void Commit() => _created.Clear();

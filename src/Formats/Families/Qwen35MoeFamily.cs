@@ -24,7 +24,12 @@ public sealed class Qwen35MoeFamily : Qwen2MoeFamily
     public override MoEConfig ReadConfig(JsonObject config, string configPath) =>
         ReadQwenConfig(new ConfigReader(config, configPath, nestedSection: "text_config"), config);
 
-    private protected override int MtpLayers(ConfigReader r) => r.Int("mtp_num_hidden_layers", r.Int("num_nextn_predict_layers", 0));
+    /// <summary>
+    /// mtp_num_hidden_layers (Qwen3.5) or num_nextn_predict_layers; Qwen3-Next's config names neither, yet its
+    /// releases store one MTP layer (<c>mtp.layers.0.*</c>), the count vLLM and SGLang assume.
+    /// </summary>
+    private protected override int MtpLayers(ConfigReader r) =>
+        r.Int("mtp_num_hidden_layers", r.Int("num_nextn_predict_layers", r.String("model_type") == "qwen3_next" ? 1 : 0));
 
     private protected override string DefaultModelPrefix(JsonObject root) =>
         ArchitectureOf(root).EndsWith("ForConditionalGeneration", StringComparison.Ordinal) ? LanguageModelPrefix : "model.";

@@ -59,6 +59,9 @@ public static class SyntheticConfigScaler
     {
         var root = ReferenceConfigs.Load(preset.ReferenceModel);
         var section = root["text_config"] as JsonObject ?? root;
+        if (preset.ConfigPatch is { } patch)
+            foreach (var (key, value) in (JsonObject)JsonNode.Parse(patch)!)
+                section[key] = value?.DeepClone();
         bool qwenOrDeepSeek = preset.Family.StartsWith("qwen", StringComparison.Ordinal) || preset.Family.StartsWith("deepseek", StringComparison.Ordinal)
             || preset.Family.StartsWith("glm", StringComparison.Ordinal);
         int headDim = s.HeadDim;
@@ -81,6 +84,7 @@ public static class SyntheticConfigScaler
         else
         {
             section["intermediate_size"] = s.ExpertIntermediate;
+            SetIfPresent(section, "shared_intermediate_size", s.SharedIntermediate);
         }
 
         // DeepSeek: dense-first layers, groups, MLA ranks; the synthetic weights are BF16, so no FP8 quantization_config.

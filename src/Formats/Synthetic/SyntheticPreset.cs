@@ -42,4 +42,9 @@ public sealed record SyntheticPreset
     public bool Fp8Weights { get; init; }
     /// <summary>Write the MTP layer tensors the config declares (some real checkpoints drop them).</summary>
     public bool WriteMtp { get; init; } = true;
+    /// <summary>
+    /// A JSON object whose keys replace those of the reference config (its language model section) before scaling:
+    /// for a layout variant without a public config of its own in the reference set (GraniteMoeShared). Null: none.
+    /// </summary>
+    public string? ConfigPatch { get; init; }
 }

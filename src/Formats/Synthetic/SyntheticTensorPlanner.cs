@@ -170,6 +170,13 @@ public static class SyntheticTensorPlanner
                     Add(lp + "block_sparse_moe.input_linear.weight", [e, 2 * i, _h]);
                     Add(lp + "block_sparse_moe.output_linear.weight", [e, _h, i]);
                     Add(lp + "block_sparse_moe.router.layer.weight", [e, _h]);
+                    if (moe.NumSharedExperts > 0)
+                    {
+                        // GraniteMoeShared: shared_mlp.input_linear [2S, H] (gate rows, then up), output_linear [H, S].
+                        long s = moe.SharedExpertIntermediateSize;
+                        Add(lp + "shared_mlp.input_linear.weight", [2 * s, _h]);
+                        Add(lp + "shared_mlp.output_linear.weight", [_h, s]);
+                    }
                     break;
                 case "gpt-oss":
                     Linear(lp + "mlp.router", e, _h, bias: true);
@@ -235,11 +242,14 @@ public static class SyntheticTensorPlanner
             var p = moe.ModelPrefix;
             Add(p + "embed_tokens.weight", [moe.VocabSize, _h]);
             var types = section["layer_types"] as JsonArray;
+            // Without layer_types (Qwen3-Next) every full_attention_interval-th layer is full attention, as transformers derives it.
+            int interval = section["full_attention_interval"]?.GetValue<int>() ?? 4;
             for (int l = 0; l < moe.NumLayers; l++)
             {
                 var lp = $"{p}layers.{l}.";
                 Norm(lp + "input_layernorm", _h);
-                if (types?[l]?.GetValue<string>() == "linear_attention") PlanLinearAttention(lp);
+                bool linear = types is not null ? types[l]?.GetValue<string>() == "linear_attention" : (l + 1) % interval != 0;
+                if (linear) PlanLinearAttention(lp);
                 else PlanGatedAttention(lp);
                 PlanQwen35Mlp(lp, l);
                 Norm(lp + "post_attention_layernorm", _h);
@@ -274,20 +284,32 @@ public static class SyntheticTensorPlanner
             Add(a + "A_log", [nv]);
             Add(a + "conv1d.weight", [conv, 1, kernel]);
             Add(a + "dt_bias", [nv]);
-            Linear(a + "in_proj_a", nv, _h);
-            Linear(a + "in_proj_b", nv, _h);
-            Linear(a + "in_proj_qkv", conv, _h);
-            Linear(a + "in_proj_z", (long)nv * dv, _h);
+            if (section["model_type"]?.GetValue<string>() == "qwen3_next")
+            {
+                // Qwen3-Next fuses the projections, rows grouped per key head: [q, k, v, z] and [b, a].
+                Linear(a + "in_proj_ba", 2L * nv, _h);
+                Linear(a + "in_proj_qkvz", conv + (long)nv * dv, _h);
+            }
+            else
+            {
+                Linear(a + "in_proj_a", nv, _h);
+                Linear(a + "in_proj_b", nv, _h);
+                Linear(a + "in_proj_qkv", conv, _h);
+                Linear(a + "in_proj_z", (long)nv * dv, _h);
+            }
             Norm(a + "norm", dv);
             Linear(a + "out_proj", _h, (long)nv * dv);
         }
 
-        /// <summary>Full attention with output gate: q_proj holds the query and the gate (2 × heads × head_dim rows).</summary>
+        /// <summary>
+        /// Full attention with output gate: q_proj holds the query and the gate (2 × heads × head_dim rows); transformers
+        /// always builds it so, and Qwen3-Next's config has no attn_output_gate key.
+        /// </summary>
         private void PlanGatedAttention(string lp)
         {
             var a = lp + "self_attn.";
             int hd = HeadDim;
-            bool gate = section["attn_output_gate"]?.GetValue<bool>() ?? false;
+            bool gate = section["attn_output_gate"]?.GetValue<bool>() ?? true;
             Norm(a + "k_norm", hd);
             Linear(a + "k_proj", (long)_kvHeads * hd, _h);
             Linear(a + "o_proj", _h, (long)_heads * hd);

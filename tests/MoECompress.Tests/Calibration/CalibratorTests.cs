@@ -62,18 +62,22 @@ public sealed class CalibratorTests
     [Fact]
     public async Task AFamilyWithoutAForwardPassFailsBeforeAnyWork()
     {
-        var (_, _, config, _) = SyntheticCheckpoint.Plan("phimoe");
-        var model = TinyCalibrationModel.NewPath("phimoe");
+        // MiniCPM-MoE: a recognised family the engine does not run (no preset: the Mixtral config relabelled).
+        var (_, _, config, _) = SyntheticCheckpoint.Plan("mixtral");
+        config["architectures"] = new JsonArray("MiniCPMForCausalLM");
+        config["model_type"] = "minicpm";
+        config["num_experts"] = config["num_local_experts"]!.DeepClone();
+        var model = TinyCalibrationModel.NewPath("minicpm");
         Directory.CreateDirectory(model);
         File.WriteAllText(Path.Combine(model, "config.json"), config.ToJsonString());
-        var output = TinyCalibrationModel.NewPath("phimoe-out");
+        var output = TinyCalibrationModel.NewPath("minicpm-out");
 
         var ex = await Assert.ThrowsAsync<MoeCompressException>(() => Calibrator.RunAsync(new CalibrateOptions
         {
             Model = model, Data = WriteTokenData(), Out = output,
         }));
         Assert.Equal(ErrorKind.Infeasible, ex.Kind);
-        Assert.Contains("phimoe", ex.Message);
+        Assert.Contains("minicpm", ex.Message);
         Assert.False(Directory.Exists(output));
     }
 

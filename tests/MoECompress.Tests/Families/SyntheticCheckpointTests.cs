@@ -186,6 +186,30 @@ public class SyntheticCheckpointTests
         Assert.Contains(plan.Tensors, t => t.Name.StartsWith("mtp.", StringComparison.Ordinal));
         Assert.Contains(plan.Tensors, t => t.Name.StartsWith("model.visual.", StringComparison.Ordinal));
     }
+
+    /// <summary>
+    /// Qwen3-Next (no index at hand): its own projection names and shapes — fused in_proj_qkvz [2·nk·dk + 2·nv·dv, H]
+    /// and in_proj_ba [2·nv, H] on the linear layers, q_proj with the gate rows on every 4th layer — and one MTP layer.
+    /// </summary>
+    [Fact]
+    public void Qwen3NextPlanHasFusedDeltaNetProjectionsAndAnMtpLayer()
+    {
+        var plan = SyntheticCheckpoint.Plan("qwen3-next");
+        var shapes = plan.Tensors.ToDictionary(t => t.Name, t => t.Shape);
+        var c = plan.Config;
+        int h = (int)c["hidden_size"]!, nk = (int)c["linear_num_key_heads"]!, nv = (int)c["linear_num_value_heads"]!;
+        int dk = (int)c["linear_key_head_dim"]!, dv = (int)c["linear_value_head_dim"]!;
+        int heads = (int)c["num_attention_heads"]!, hd = (int)c["head_dim"]!;
+        foreach (var l in new[] { 0, 1, 2 })
+        {
+            Assert.Equal(new long[] { 2 * nk * dk + 2 * nv * dv, h }, shapes[$"model.layers.{l}.linear_attn.in_proj_qkvz.weight"]);
+            Assert.Equal(new long[] { 2 * nv, h }, shapes[$"model.layers.{l}.linear_attn.in_proj_ba.weight"]);
+        }
+        Assert.Equal(new long[] { 2 * heads * hd, h }, shapes["model.layers.3.self_attn.q_proj.weight"]);
+        Assert.DoesNotContain(shapes.Keys, n => n.Contains("in_proj_qkv.", StringComparison.Ordinal) || n.Contains("linear_attn", StringComparison.Ordinal) && n.Contains("layers.3.", StringComparison.Ordinal));
+        Assert.Contains("mtp.layers.0.mlp.gate.weight", shapes.Keys);
+        Assert.Contains("mtp.fc.weight", shapes.Keys);
+    }
 }
 
 public class SyntheticCheckpointCancellationTests

@@ -122,6 +122,38 @@ public class EngineConfigTests
     }
 
     [Fact]
+    public void Qwen3NextHasEveryFourthLayerFullAttentionAndQuarterRotary()
+    {
+        var c = Read("Qwen3-Next-80B-A3B-Instruct");
+        Assert.Equal("qwen3_next", c.ModelType);
+        Assert.Equal(Enumerable.Range(0, 48).Select(l => (l + 1) % 4 != 0), c.LinearAttentionLayers);
+        Assert.Equal(new LinearAttentionSpec(16, 32, 128, 128, 4), c.LinearAttention);
+        Assert.Equal(64, c.RotaryDim);
+        Assert.Equal(1e7, c.RopeTheta);
+        Assert.True(c.ZeroCenteredNorms);
+        Assert.True(c.AttentionOutputGate);
+        Assert.True(c.Router.Normalize);
+        Assert.Equal(1 / Math.Sqrt(256), c.AttentionScale, 12);
+        Assert.Equal(64, Read("Qwen3-Next-80B-A3B-Instruct", j => j.Remove("partial_rotary_factor")).RotaryDim);
+    }
+
+    [Fact]
+    public void Qwen36ReadsItsLanguageModelFromTextConfig()
+    {
+        var c = Read("Qwen3.6-35B-A3B");
+        Assert.Equal("qwen3_next", c.ModelType);
+        Assert.Equal((16, 2, 256, 2048), (c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, c.HiddenSize));
+        Assert.Equal(Enumerable.Range(0, 40).Select(l => l % 4 != 3), c.LinearAttentionLayers);
+        Assert.Equal(64, c.RotaryDim);
+        Assert.Equal(1e7, c.RopeTheta);
+        Assert.Equal(RopeType.Default, c.RopeScaling.Type);
+        var bad = Assert.Throws<MoeCompressException>(() => Read("Qwen3.6-35B-A3B", j => j["text_config"]!["layer_types"]![2] = "sliding_attention"));
+        Assert.Contains("text_config.layer_types[2]", bad.Message);
+        var ratio = Assert.Throws<MoeCompressException>(() => Read("Qwen3.5-18B-REAP-A3B-Coding", j => j["linear_num_value_heads"] = 24));
+        Assert.Contains("linear_num_value_heads", ratio.Message);
+    }
+
+    [Fact]
     public void BadAttentionKeysAreNamed()
     {
         var ex = Assert.Throws<MoeCompressException>(() => Read("Mixtral-8x7B-v0.1", j => j["num_key_value_heads"] = 5));

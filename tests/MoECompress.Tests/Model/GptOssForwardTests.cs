@@ -49,7 +49,7 @@ public sealed class GptOssForwardTests
         var c = model.Config;
         double eps = c["rms_norm_eps"]!.GetValue<double>();
         int heads = c["num_attention_heads"]!.GetValue<int>(), kvHeads = c["num_key_value_heads"]!.GetValue<int>();
-        int headDim = c["head_dim"]!.GetValue<int>(), experts = c["num_local_experts"]!.GetValue<int>();
+        int headDim = c["head_dim"]!.GetValue<int>();
         int topK = c["num_experts_per_tok"]!.GetValue<int>(), inter = c["intermediate_size"]!.GetValue<int>();
         int window = c["sliding_window"]!.GetValue<int>();
         var rope = c["rope_scaling"]!;
@@ -89,9 +89,7 @@ public sealed class GptOssForwardTests
             for (int t = 0; t < x.Length; t++)
             {
                 var y = Reference.RmsNorm(x[t], postNorm, eps);
-                var logits = Reference.Add(Reference.MatVec(router, y), routerBias);
-                var picked = Enumerable.Range(0, experts).OrderByDescending(e => logits[e]).Take(topK).ToArray();
-                var weights = Reference.Softmax(picked.Select(e => logits[e]).ToArray());
+                var (picked, weights) = Reference.TopKSoftmax(Reference.Add(Reference.MatVec(router, y), routerBias), topK);
                 var mlp = new double[h];
                 for (int k = 0; k < topK; k++)
                 {

@@ -48,6 +48,13 @@ internal static class Reference
         return e.Select(v => v / s).ToArray();
     }
 
+    /// <summary>The k largest logits, best first, weighted by a softmax over those k (GPT-OSS, GraniteMoE routers).</summary>
+    public static (int[] Experts, double[] Weights) TopKSoftmax(double[] logits, int k)
+    {
+        var picked = Enumerable.Range(0, logits.Length).OrderByDescending(e => logits[e]).Take(k).ToArray();
+        return (picked, Softmax(picked.Select(e => logits[e]).ToArray()));
+    }
+
     /// <summary>down(silu(gate·x) ⊙ up·x).</summary>
     public static double[] GatedMlp(double[,] gate, double[,] up, double[,] down, double[] x)
     {

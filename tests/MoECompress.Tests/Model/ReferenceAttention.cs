@@ -4,7 +4,8 @@ namespace MoECompress.Tests.Model;
 /// Causal grouped-query attention of one sequence in plain double precision, written from the transformers model
 /// descriptions and independent of the engine's tensor code: per-head q/k RMSNorm, rotate-half RoPE on the first
 /// <see cref="RotaryDim"/> dimensions of each head (the rest pass through), optional sliding window and per-head
-/// attention sinks (an extra logit in the softmax denominator that receives no value).
+/// attention sinks (an extra logit in the softmax denominator that receives no value), optional output gate (Qwen3-Next:
+/// each head's q_proj rows are its query then its gate, and the head's output is multiplied by sigmoid(gate)).
 /// </summary>
 internal sealed class ReferenceAttention
 {
@@ -30,12 +31,19 @@ internal sealed class ReferenceAttention
     public int? SlidingWindow { get; init; }
     /// <summary>Per-head sink logits (GPT-OSS).</summary>
     public double[]? Sinks { get; init; }
+    /// <summary>Qwen3-Next gated attention: Q yields 2·HeadDim rows per head, [query, gate].</summary>
+    public bool OutputGate { get; init; }
 
     /// <summary>Attention output for normed inputs x[t] (one sequence, positions 0..L−1).</summary>
     public double[][] Forward(double[][] x)
     {
         int l = x.Length, group = Heads / KvHeads;
-        var q = x.Select(a => Heads3(Reference.Add(Reference.MatVec(Q, a), QBias ?? new double[Q.GetLength(0)]), Heads, QNorm)).ToArray();
+        var projected = x.Select(a => Reference.Add(Reference.MatVec(Q, a), QBias ?? new double[Q.GetLength(0)])).ToArray();
+        int stride = OutputGate ? 2 * HeadDim : HeadDim;
+        double[] Part(double[] row, int offset) =>
+            Enumerable.Range(0, Heads).SelectMany(h => row.Skip(h * stride + offset).Take(HeadDim)).ToArray();
+        var gates = projected.Select(row => OutputGate ? Part(row, HeadDim) : null).ToArray();
+        var q = projected.Select(row => Heads3(Part(row, 0), Heads, QNorm)).ToArray();
         var k = x.Select(a => Heads3(Reference.Add(Reference.MatVec(K, a), KBias ?? new double[K.GetLength(0)]), KvHeads, KNorm)).ToArray();
         var v = x.Select(a => Heads3(Reference.Add(Reference.MatVec(V, a), VBias ?? new double[V.GetLength(0)]), KvHeads, null)).ToArray();
         for (int t = 0; t < l; t++)
@@ -61,6 +69,8 @@ internal sealed class ReferenceAttention
                     for (int d = 0; d < HeadDim; d++)
                         merged[h * HeadDim + d] += e[n] / denominator * v[visible[n]][kvh][d];
             }
+            if (gates[i] is { } gate)
+                for (int n = 0; n < merged.Length; n++) merged[n] *= Reference.Sigmoid(gate[n]);
             output[i] = Reference.Add(Reference.MatVec(O, merged), OBias ?? new double[O.GetLength(0)]);
         }
         return output;

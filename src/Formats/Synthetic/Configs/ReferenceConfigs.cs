@@ -15,6 +15,7 @@ public static partial class ReferenceConfigs
         ["DeepSeek-R1"] = DeepSeekR1Json,
         ["Qwen3.5-18B-REAP-A3B-Coding"] = Qwen35ReapJson,
         ["Qwen3.6-35B-A3B"] = Qwen36Json,
+        ["Qwen3-Next-80B-A3B-Instruct"] = Qwen3Next80bJson,
         ["Qwen1.5-MoE-A2.7B"] = Qwen15MoEJson,
         ["DeepSeek-V2-Lite"] = DeepSeekV2LiteJson,
         ["deepseek-moe-16b"] = DeepSeekMoE16bJson,
