@@ -74,14 +74,14 @@ public static class ReferenceModelTrainer
     public static TrainedReferenceModel TrainModel(ReferenceModelOptions options, TrainingCorpus corpus, long vocabularySize,
         IProgress<ReferenceTrainingProgress>? progress = null, CancellationToken ct = default)
     {
-        if (options.Threads <= 0) return Train(options, corpus, vocabularySize, progress, ct);
+        if (options.Threads <= 0) return RunTraining(options, corpus, vocabularySize, progress, ct);
         // The thread count is put back afterwards: libtorch keeps it per calling thread (OpenMP), and a later run on
         // this thread at another count would sum in another order — same input, different last digits.
         int previous = torch.get_num_threads();
         torch.set_num_threads(options.Threads);
         try
         {
-            return Train(options, corpus, vocabularySize, progress, ct);
+            return RunTraining(options, corpus, vocabularySize, progress, ct);
         }
         finally
         {
@@ -89,7 +89,7 @@ public static class ReferenceModelTrainer
         }
     }
 
-    private static TrainedReferenceModel Train(ReferenceModelOptions options, TrainingCorpus corpus, long vocabularySize,
+    private static TrainedReferenceModel RunTraining(ReferenceModelOptions options, TrainingCorpus corpus, long vocabularySize,
         IProgress<ReferenceTrainingProgress>? progress, CancellationToken ct)
     {
         var model = new MixtralTrainingModel(options, vocabularySize, options.Seed);
