@@ -136,12 +136,20 @@ public sealed class ModelEngine
         }
     }
 
-    /// <summary>Loads decoder layer <paramref name="layer"/> (0-based) as float32 weights.</summary>
+    /// <summary>
+    /// Routed-expert weights stored as bfloat16/float16 are held in that type by <see cref="LoadLayer"/> and widened to
+    /// float32 per expert as they are used (exact: the forward pass gives the same result as with float32 weights), which
+    /// halves the memory of a layer's experts. Weights written into the layer (compressed propagation) are rounded to
+    /// that type. Off by default.
+    /// </summary>
+    public bool HoldExpertsAt16Bit { get; init; }
+
+    /// <summary>Loads decoder layer <paramref name="layer"/> (0-based) as float32 weights (routed experts: see <see cref="HoldExpertsAt16Bit"/>).</summary>
     public DecoderLayer LoadLayer(int layer)
     {
         if (layer < 0 || layer >= Config.NumLayers)
             throw new ArgumentOutOfRangeException(nameof(layer), layer, $"the model has {Config.NumLayers} decoder layers");
-        using var loader = new WeightLoader(Tensors, Config);
+        using var loader = new WeightLoader(Tensors, Config, HoldExpertsAt16Bit);
         try
         {
             var p = LayerPrefix(layer);

@@ -17,11 +17,14 @@ internal sealed class WeightLoader : IDisposable
     private readonly ITensorSource _source;
     private readonly EngineConfig _config;
     private readonly List<Tensor> _created = new();
+    private readonly bool _keepExperts16Bit;
 
-    public WeightLoader(ITensorSource source, EngineConfig config)
+    /// <param name="keepExperts16Bit">Routed-expert matrices stored as bfloat16/float16 keep that type (see <see cref="ModelEngine.HoldExpertsAt16Bit"/>).</param>
+    public WeightLoader(ITensorSource source, EngineConfig config, bool keepExperts16Bit = false)
     {
         _source = source;
         _config = config;
+        _keepExperts16Bit = keepExperts16Bit;
     }
 
     public bool Has(string name) => _source.Contains(name);
@@ -66,7 +69,7 @@ internal sealed class WeightLoader : IDisposable
         Tensor? b;
         try
         {
-            w = ExpertWeights.Load(_source, family, moe, layer, expert, projection).DetachFromDisposeScope();
+            w = ExpertWeights.Load(_source, family, moe, layer, expert, projection, _keepExperts16Bit).DetachFromDisposeScope();
             CheckShape(w, r.TensorName, what, shape);
             Track(w);
             b = ExpertWeights.LoadBias(_source, family, moe, layer, expert, projection)?.DetachFromDisposeScope();

@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using MoECompress.Compression.Calibration;
 using MoECompress.Formats.Errors;
 using MoECompress.Formats.Families;
+using MoECompress.Formats.Safetensors;
 
 namespace MoECompress.Compression.Pipeline;
 
@@ -26,7 +27,8 @@ public sealed record MemoryStage(string Name, IReadOnlyList<MemoryItem> Items)
 
 /// <summary>
 /// The memory plan of a sequential, layer-by-layer compression run (<c>--max-memory</c>): predicts the peak of each stage
-/// from the model's shapes and the calibration size — one decoder layer's weights in float32, the calibration hidden
+/// from the model's shapes and the calibration size — one decoder layer's weights in float32 (or, when that leaves
+/// room for fewer experts per chunk, with the routed experts held in their stored 16-bit type), the calibration hidden
 /// states (in RAM, or spilled to a temporary file in float32 when they do not fit), one micro-batch's activations, and
 /// the per-expert input Hessians and GPTQ working set of as many experts of one layer as fit (the chunk) — and refuses a
 /// budget that cannot be met even with one expert per chunk and spilled hidden states, naming the biggest item. Nothing
@@ -42,11 +44,13 @@ public sealed class MemoryPlan
     /// <summary>Resident size of the process before any model data (runtime, native libraries, solver).</summary>
     public const long ProcessBaselineBytes = 1L << 30;
 
-    private MemoryPlan(long budget, int expertsPerChunk, bool spillHiddenStates, long hiddenStateBytes, IReadOnlyList<MemoryStage> stages)
+    private MemoryPlan(long budget, int expertsPerChunk, bool spillHiddenStates, bool holdExpertsAt16Bit, long hiddenStateBytes,
+        IReadOnlyList<MemoryStage> stages)
     {
         BudgetBytes = budget;
         ExpertsPerChunk = expertsPerChunk;
         SpillHiddenStates = spillHiddenStates;
+        HoldExpertsAt16Bit = holdExpertsAt16Bit;
         HiddenStateBytes = hiddenStateBytes;
         Stages = stages;
     }
@@ -57,6 +61,8 @@ public sealed class MemoryPlan
     public int ExpertsPerChunk { get; }
     /// <summary>True when the calibration hidden states go to a temporary file.</summary>
     public bool SpillHiddenStates { get; }
+    /// <summary>True when the layer's routed experts are held in their stored 16-bit type (<see cref="Model.ModelEngine.HoldExpertsAt16Bit"/>).</summary>
+    public bool HoldExpertsAt16Bit { get; }
     /// <summary>Bytes of the calibration hidden states (float32).</summary>
     public long HiddenStateBytes { get; }
     /// <summary>Predicted peak per stage.</summary>
@@ -80,6 +86,8 @@ public sealed class MemoryPlan
         public required MoEConfig MoE { get; init; }
         /// <summary>Largest decoder layer's weights in float32 (all its tensors, as the engine loads them).</summary>
         public required long LayerWeightBytes { get; init; }
+        /// <summary>The same with the routed experts that are stored as bfloat16/float16 held in that type (null: as <see cref="LayerWeightBytes"/>).</summary>
+        public long? LayerWeightBytes16BitExperts { get; init; }
         /// <summary>Calibration tokens (sequences × length).</summary>
         public required long Tokens { get; init; }
         /// <summary>Tokens per micro-batch.</summary>
@@ -102,8 +110,9 @@ public sealed class MemoryPlan
     /// <param name="budgetBytes">The budget.</param>
     /// <param name="maxExpertsPerChunk">Never put more experts in one chunk than this (null = as many as fit).</param>
     /// <param name="option">Named in the error.</param>
+    /// <param name="hold16Bit">Hold the routed experts at 16 bits (true), in float32 (false), or choose (null).</param>
     public static MemoryPlan Create(IReadOnlyList<(string Stage, Shape Shape)> stages, long budgetBytes, int? maxExpertsPerChunk = null,
-        string option = "--max-memory")
+        string option = "--max-memory", bool? hold16Bit = null)
     {
         if (stages.Count == 0) throw new ArgumentException("no stage to plan", nameof(stages));
         if (budgetBytes <= 0) throw new MoeCompressException(ErrorKind.Usage, $"{option} {budgetBytes}: must be a positive number of bytes");
@@ -111,33 +120,48 @@ public sealed class MemoryPlan
         var hidden = stages[0].Shape.MoE.HiddenSize;
         var hiddenStates = stages[0].Shape.Tokens * hidden * sizeof(float);
 
+        // Holding the experts at 16 bits is only worth it when it leaves room for more experts per chunk (fewer passes
+        // over the layer); spilling the hidden states only when nothing fits in RAM.
+        var holds = hold16Bit is { } forced ? new[] { forced }
+            : stages.Any(s => s.Shape.LayerWeightBytes16BitExperts < s.Shape.LayerWeightBytes) ? new[] { false, true } : new[] { false };
         foreach (var spill in new[] { false, true })
         {
-            var chunk = experts;
-            while (chunk >= 1)
+            MemoryPlan? best = null;
+            foreach (var hold in holds)
             {
-                var planned = stages.Select(s => Stage(s.Stage, s.Shape, chunk, spill)).ToList();
-                if (planned.All(p => p.Peak <= budgetBytes))
-                    return new MemoryPlan(budgetBytes, Math.Max(1, chunk), spill, hiddenStates, planned);
-                if (stages.All(s => s.Shape.HessianKinds.Count == 0)) break; // the chunk changes nothing without Hessians
-                chunk = chunk == 1 ? 0 : Math.Max(1, chunk / 2);
+                var chunk = experts;
+                while (chunk >= 1)
+                {
+                    var planned = stages.Select(s => Stage(s.Stage, s.Shape, chunk, spill, hold)).ToList();
+                    if (planned.All(p => p.Peak <= budgetBytes))
+                    {
+                        if (best is null || chunk > best.ExpertsPerChunk)
+                            best = new MemoryPlan(budgetBytes, Math.Max(1, chunk), spill, hold, hiddenStates, planned);
+                        break;
+                    }
+                    if (stages.All(s => s.Shape.HessianKinds.Count == 0)) break; // the chunk changes nothing without Hessians
+                    chunk = chunk == 1 ? 0 : Math.Max(1, chunk / 2);
+                }
             }
+            if (best is not null) return best;
         }
-        var minimal = stages.Select(s => Stage(s.Stage, s.Shape, 1, spill: true)).MaxBy(p => p.Peak)!;
+        var minimal = stages.Select(s => Stage(s.Stage, s.Shape, 1, spill: true, hold16Bit: holds[^1])).MaxBy(p => p.Peak)!;
         var biggest = minimal.Items.MaxBy(i => i.Bytes)!;
         throw new MoeCompressException(ErrorKind.Infeasible,
             $"{option} {Format(budgetBytes)}: cannot be met; the '{minimal.Name}' stage needs at least {Format(minimal.Peak)} " +
             $"with one expert at a time and the hidden states spilled to disk (biggest item: {biggest.Name}: {Format(biggest.Bytes)})");
     }
 
-    private static MemoryStage Stage(string name, Shape s, int chunk, bool spill)
+    private static MemoryStage Stage(string name, Shape s, int chunk, bool spill, bool hold16Bit)
     {
         var moe = s.MoE;
         long h = moe.HiddenSize, inter = moe.ExpertIntermediateSize, k = moe.TopK, e = moe.NumExperts;
         var items = new List<MemoryItem>
         {
             new("process baseline (runtime, libtorch, solver)", ProcessBaselineBytes),
-            new("one decoder layer's weights in float32", s.LayerWeightBytes),
+            hold16Bit && s.LayerWeightBytes16BitExperts is { } held
+                ? new("one decoder layer's weights (routed experts in their 16-bit type, the rest float32)", held)
+                : new("one decoder layer's weights in float32", s.LayerWeightBytes),
         };
         var hiddenStates = s.Tokens * h * sizeof(float);
         items.Add(spill
@@ -179,8 +203,9 @@ public sealed class MemoryPlan
     public string ToMarkdown()
     {
         var sb = new StringBuilder();
+        var held = HoldExpertsAt16Bit ? ", routed experts held in their 16-bit type" : "";
         sb.AppendLine(CultureInfo.InvariantCulture, $"Memory plan: budget {Format(BudgetBytes)}, predicted peak {Format(PeakBytes)}, " +
-                                                    $"{ExpertsPerChunk} expert(s) per chunk, hidden states {Format(HiddenStateBytes)} {(SpillHiddenStates ? "spilled to a temporary file" : "in RAM")}");
+                                                    $"{ExpertsPerChunk} expert(s) per chunk, hidden states {Format(HiddenStateBytes)} {(SpillHiddenStates ? "spilled to a temporary file" : "in RAM")}{held}");
         sb.AppendLine();
         sb.AppendLine("| stage | predicted peak | items |");
         sb.AppendLine("|---|---:|---|");
@@ -198,6 +223,7 @@ public sealed class MemoryPlan
         ["experts_per_chunk"] = ExpertsPerChunk,
         ["hidden_state_bytes"] = HiddenStateBytes,
         ["spill_hidden_states"] = SpillHiddenStates,
+        ["hold_experts_16bit"] = HoldExpertsAt16Bit,
         ["stages"] = new JsonArray(Stages.Select(s => (JsonNode?)new JsonObject
         {
             ["stage"] = s.Name,
@@ -206,8 +232,11 @@ public sealed class MemoryPlan
         }).ToArray()),
     };
 
-    /// <summary>Largest decoder layer's tensor bytes once converted to float32, from the checkpoint's headers.</summary>
-    public static long LayerWeightBytes(ModelCheckpoint checkpoint)
+    /// <summary>
+    /// Largest decoder layer's tensor bytes once converted to float32, from the checkpoint's headers; with
+    /// <paramref name="experts16Bit"/>, routed-expert tensors stored as bfloat16/float16 count at 2 bytes per value.
+    /// </summary>
+    public static long LayerWeightBytes(ModelCheckpoint checkpoint, bool experts16Bit = false)
     {
         var moe = checkpoint.MoE;
         var perLayer = new Dictionary<int, long>();
@@ -218,7 +247,8 @@ public sealed class MemoryPlan
             var info = checkpoint.Tensors.GetInfo(name);
             long elements = info.Shape.Aggregate(1L, (a, d) => a * d);
             if (moe.Mxfp4Experts && name.EndsWith("_blocks", StringComparison.Ordinal)) elements *= 2; // two FP4 values per byte
-            perLayer[l] = perLayer.GetValueOrDefault(l) + elements * sizeof(float);
+            var held16 = experts16Bit && role.Role == TensorRole.RoutedExpert && info.DType is SafetensorsDType.BF16 or SafetensorsDType.F16;
+            perLayer[l] = perLayer.GetValueOrDefault(l) + elements * (held16 ? 2 : sizeof(float));
         }
         return perLayer.Count == 0 ? 0 : perLayer.Values.Max();
     }

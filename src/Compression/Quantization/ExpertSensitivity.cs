@@ -44,7 +44,7 @@ public static class ExpertSensitivity
         options.Validate();
         ModelEngine.EnsureSupported(checkpoint.Family, checkpoint.Config);
         var sw = Stopwatch.StartNew();
-        var engine = new ModelEngine(checkpoint);
+        var engine = new ModelEngine(checkpoint) { HoldExpertsAt16Bit = memory?.HoldExpertsAt16Bit ?? false };
         var streaming = new StreamingOptions
         {
             MicroBatchTokens = options.MicroBatch,

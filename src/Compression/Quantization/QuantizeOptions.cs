@@ -75,6 +75,11 @@ public sealed record QuantizeOptions
     /// <summary>Never collect the Hessians of more than this many experts of a layer at once (null = as many as the
     /// memory budget allows). Smaller chunks run the layer more often; the output is the same.</summary>
     public int? MaxExpertsPerChunk { get; init; }
+    /// <summary>Hold each layer's routed experts in their stored bfloat16/float16 type while the layer runs (true), in
+    /// float32 (false), or let the memory planner choose (null: 16-bit only when it fits more experts per chunk into
+    /// the budget). The forward pass is the same either way; with compressed propagation the quantized weights the next
+    /// layers see are rounded to that type.</summary>
+    public bool? HoldExpertsAt16Bit { get; init; }
     /// <summary>Continue the partial output an interrupted run left beside <see cref="Output"/> (same options and input):
     /// the write pass restarts at the first layer that was not finished and the result is byte-identical to an
     /// uninterrupted run. Without it, a partial folder is an error naming it.</summary>

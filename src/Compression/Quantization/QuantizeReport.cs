@@ -139,7 +139,7 @@ public sealed record QuantizeReport
         if (Options.Method == QuantizeMethod.Gptq && !DryRun)
             sb.AppendLine($"| pipeline | sequential, one layer at a time; layer l+1 fed by the {(Propagation == Propagation.Compressed ? "quantized" : "original")} layer l's outputs{(Options.Allocates ? "; sensitivity pass on original activations first, then the allocation, then the write pass" : "")} |");
         if (Memory is { } m)
-            sb.AppendLine($"| memory | budget {Pipeline.MemoryPlan.Format(m.BudgetBytes)}, predicted peak {Pipeline.MemoryPlan.Format(m.PeakBytes)}, {m.ExpertsPerChunk} expert(s) per chunk, hidden states {(m.SpillHiddenStates ? "spilled to disk" : "in RAM")} |");
+            sb.AppendLine($"| memory | budget {Pipeline.MemoryPlan.Format(m.BudgetBytes)}, predicted peak {Pipeline.MemoryPlan.Format(m.PeakBytes)}, {m.ExpertsPerChunk} expert(s) per chunk, hidden states {(m.SpillHiddenStates ? "spilled to disk" : "in RAM")}{(m.HoldExpertsAt16Bit ? ", experts held in 16 bits" : "")} |");
         sb.AppendLine($"| time | {string.Join(", ", Seconds.Select(kv => $"{kv.Key} {kv.Value.ToString("0.#", inv)} s"))} |");
         sb.AppendLine();
 

@@ -273,7 +273,7 @@ public static class Quantizer
         IProgress<string>? progress, CancellationToken ct)
     {
         var fallbacks = journal.Fallbacks;
-        var engine = new ModelEngine(checkpoint);
+        var engine = new ModelEngine(checkpoint) { HoldExpertsAt16Bit = memory.HoldExpertsAt16Bit };
         var streaming = new StreamingOptions
         {
             MicroBatchTokens = options.Profile.MicroBatch, MaxResidentHiddenStateBytes = memory.MaxResidentHiddenStateBytes,
@@ -329,6 +329,7 @@ public static class Quantizer
         {
             MoE = checkpoint.MoE,
             LayerWeightBytes = MemoryPlan.LayerWeightBytes(checkpoint),
+            LayerWeightBytes16BitExperts = MemoryPlan.LayerWeightBytes(checkpoint, experts16Bit: true),
             Tokens = tokens,
             MicroBatchTokens = options.Profile.MicroBatch,
             HessianKinds = recipe.HessianKinds,
@@ -339,6 +340,7 @@ public static class Quantizer
         if (options.Allocates) stages.Add(("sensitivity (pass 1)", shape with { KeepsBlockInputs = true }));
         stages.Add((recipe.Method == QuantizeMethod.Gptq ? "GPTQ write (sequential)" : "RTN write", recipe.Method == QuantizeMethod.Gptq ? shape
             : shape with { Tokens = 0, HessianKinds = [], LayerWeightBytes = 0 }));
-        return MemoryPlan.Create(stages, options.MaxMemoryBytes ?? MemoryPlan.DefaultBudgetBytes(), options.MaxExpertsPerChunk);
+        return MemoryPlan.Create(stages, options.MaxMemoryBytes ?? MemoryPlan.DefaultBudgetBytes(), options.MaxExpertsPerChunk,
+            hold16Bit: options.HoldExpertsAt16Bit);
     }
 }

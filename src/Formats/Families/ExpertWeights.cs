@@ -20,12 +20,13 @@ public static class ExpertWeights
     /// <summary>DeepSeek-V3 FP8 block size of weight_scale_inv.</summary>
     private const int Fp8BlockSize = 128;
 
-    /// <summary>The expert's projection weight, float32 [out, in].</summary>
-    public static torch.Tensor Load(ITensorSource src, IMoEFamily fam, MoEConfig cfg, int layer, int expert, ExpertProjection proj)
+    /// <summary>The expert's projection weight, float32 [out, in] (or its stored 16-bit type with <paramref name="keep16Bit"/>).</summary>
+    public static torch.Tensor Load(ITensorSource src, IMoEFamily fam, MoEConfig cfg, int layer, int expert, ExpertProjection proj,
+        bool keep16Bit = false)
     {
         CheckExpert(cfg, layer, expert);
         var r = fam.ExpertTensor(layer, expert, proj, cfg);
-        return Load(src, r);
+        return Load(src, r, keep16Bit);
     }
 
     /// <summary>The expert's projection bias, float32 [out], or null when the family has no expert biases.</summary>
@@ -44,20 +45,26 @@ public static class ExpertWeights
         return SelectRows(row, r, width).to(torch.ScalarType.Float32).contiguous().MoveToOuterDisposeScope();
     }
 
-    /// <summary>The matrix an <see cref="ExpertTensorRef"/> points at, float32 [out, in].</summary>
-    public static torch.Tensor Load(ITensorSource src, ExpertTensorRef r)
+    /// <summary>
+    /// The matrix an <see cref="ExpertTensorRef"/> points at, float32 [out, in]. With <paramref name="keep16Bit"/>, a
+    /// matrix stored as bfloat16 or float16 keeps that type (half the memory; widening it later is exact); FP8 and MXFP4
+    /// weights are always decoded to float32.
+    /// </summary>
+    public static torch.Tensor Load(ITensorSource src, ExpertTensorRef r, bool keep16Bit = false)
     {
         using var scope = torch.NewDisposeScope();
         var info = src.GetInfo(r.TensorName);
         torch.Tensor result = r.Layout switch
         {
-            ExpertLayout.PerExpert => LoadPerExpert(src, r, info),
+            ExpertLayout.PerExpert => LoadPerExpert(src, r, info, keep16Bit),
             ExpertLayout.Fused => LoadFused(src, r, info, transposed: false),
             ExpertLayout.FusedTransposed => LoadFused(src, r, info, transposed: true),
             ExpertLayout.FusedMxfp4 => LoadMxfp4(src, r, info),
             _ => throw new ArgumentOutOfRangeException(nameof(r), r.Layout, "unknown expert layout"),
         };
-        return result.to(torch.ScalarType.Float32).contiguous().MoveToOuterDisposeScope();
+        if (!(keep16Bit && result.dtype is torch.ScalarType.BFloat16 or torch.ScalarType.Float16))
+            result = result.to(torch.ScalarType.Float32);
+        return result.contiguous().MoveToOuterDisposeScope();
     }
 
     private static void CheckExpert(MoEConfig cfg, int layer, int expert)
@@ -68,7 +75,7 @@ public static class ExpertWeights
             throw new ArgumentOutOfRangeException(nameof(expert), expert, $"expert must be in 0..{cfg.NumExperts - 1}");
     }
 
-    private static torch.Tensor LoadPerExpert(ITensorSource src, ExpertTensorRef r, TensorInfo info)
+    private static torch.Tensor LoadPerExpert(ITensorSource src, ExpertTensorRef r, TensorInfo info, bool keep16Bit)
     {
         if (info.Shape.Length != 2) throw Shape(r.TensorName, info, "a 2-D [out, in] matrix");
         torch.Tensor w;
@@ -80,7 +87,8 @@ public static class ExpertWeights
         }
         else
         {
-            w = src.ToTensor(r.TensorName, torch.ScalarType.Float32);
+            var type = keep16Bit && info.DType is SafetensorsDType.BF16 or SafetensorsDType.F16 ? info.DType.ToScalarType() : torch.ScalarType.Float32;
+            w = src.ToTensor(r.TensorName, type);
         }
         return SelectRows(w, r, info.Shape[0]);
     }

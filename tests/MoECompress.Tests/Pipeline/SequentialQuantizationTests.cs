@@ -89,6 +89,63 @@ public sealed class SequentialQuantizationTests
         Assert.Contains("one decoder layer's weights in float32", ex.Message); // the biggest single item at this budget
     }
 
+    [Fact]
+    public void The_planner_holds_experts_at_16_bits_only_when_that_fits_more_of_them_per_chunk()
+    {
+        // Qwen3-30B-A3B widths: one layer's 128 experts are 2.4 GB in float32, 1.2 GB in bf16.
+        var config = ReferenceConfigs.Load(ReferenceConfigs.Names.Single(n => n.StartsWith("Qwen3-30B", StringComparison.Ordinal)));
+        var (_, moe) = FamilyRegistry.Read(config, "config.json");
+        long experts32 = 128L * 3 * 2048 * 768 * 4, rest = 4L * 2048 * 4096 * 4;
+        var shape = new MemoryPlan.Shape
+        {
+            MoE = moe, LayerWeightBytes = experts32 + rest, LayerWeightBytes16BitExperts = experts32 / 2 + rest,
+            Tokens = 16 * 256, MicroBatchTokens = 2048,
+            HessianKinds = [Compression.Calibration.HessianKind.Input, Compression.Calibration.HessianKind.Down],
+        };
+        var roomy = MemoryPlan.Create([("gptq", shape)], 16L << 30);
+        Assert.False(roomy.HoldExpertsAt16Bit);
+        Assert.Equal(128, roomy.ExpertsPerChunk);
+        // 3.5 GB: float32 leaves room for no expert's Hessians, 16 bits for several.
+        var tight = MemoryPlan.Create([("gptq", shape)], 3_500_000_000);
+        Assert.True(tight.HoldExpertsAt16Bit);
+        Assert.True(tight.ExpertsPerChunk > 1, $"{tight.ExpertsPerChunk} per chunk");
+        Assert.True(tight.PeakBytes <= 3_500_000_000);
+        Assert.Contains(tight.Stages[0].Items, i => i.Name.Contains("16-bit", StringComparison.Ordinal) && i.Bytes == experts32 / 2 + rest);
+        Assert.Throws<MoeCompressException>(() => MemoryPlan.Create([("gptq", shape)], 3_500_000_000, hold16Bit: false));
+        // Nothing stored at 16 bits: never held.
+        Assert.False(MemoryPlan.Create([("gptq", shape with { LayerWeightBytes16BitExperts = null })], 16L << 30).HoldExpertsAt16Bit);
+    }
+
+    [Fact]
+    public void Experts_held_at_16_bits_give_the_same_bytes_as_float32_with_original_propagation()
+    {
+        // A bf16 checkpoint (the synthesized Mixtral layout): widening bf16 to float32 is exact, so the Hessians, and so
+        // the GPTQ output, are the same; with compressed propagation only the rounding of what later layers see differs.
+        var model = TinyCalibrationModel.NewPath("seq-bf16");
+        SyntheticCheckpoint.Write("mixtral", model, new SyntheticOptions { Seed = 5 });
+        Cli.FamilyPipelineTests.WriteWordTokenizer(model);
+        using (var checkpoint = ModelCheckpoint.Open(model))
+        {
+            using var layer = new Compression.Model.ModelEngine(checkpoint) { HoldExpertsAt16Bit = true }.LoadLayer(0);
+            Assert.Equal(TorchSharp.torch.ScalarType.BFloat16, layer.MoE!.Experts[0].Gate.dtype);
+            Assert.Equal(TorchSharp.torch.ScalarType.Float32, layer.MoE.Router.Weight.dtype);
+        }
+        QuantizeOptions Bf16(string name, bool hold, Propagation propagate) => Options(name) with
+        {
+            Model = model, HoldExpertsAt16Bit = hold, Propagate = propagate,
+        };
+        var f32 = Quantizer.Run(Bf16("seq-bf16-f32", false, Propagation.Original));
+        var held = Quantizer.Run(Bf16("seq-bf16-held", true, Propagation.Original));
+        Assert.False(f32.Memory!.HoldExpertsAt16Bit);
+        Assert.True(held.Memory!.HoldExpertsAt16Bit);
+        Assert.True(held.Memory.PeakBytes < f32.Memory.PeakBytes);
+        var a = Tensors(f32.Output!);
+        var b = Tensors(held.Output!);
+        foreach (var (name, bytes) in a) Assert.True(bytes.AsSpan().SequenceEqual(b[name]), $"tensor {name} differs when experts are held at 16 bits");
+        var compressed = Quantizer.Run(Bf16("seq-bf16-held-compressed", true, Propagation.Compressed));
+        Assert.True(compressed.Memory!.HoldExpertsAt16Bit);
+    }
+
     /// <summary>SHA-256 of every shard and the bytes of config.json (the manifest's timestamp is the only other difference).</summary>
     private static (string Shards, string Config) Fingerprint(string dir)
     {
