@@ -38,11 +38,16 @@ internal static class TrainReferenceCommand
         var seed = new Option<long>("--seed") { Description = "Seed of weights and data order", DefaultValueFactory = _ => d.Seed };
         var threads = Int("--threads", "Intra-op threads (0 = libtorch default)", d.Threads);
         var logEvery = Int("--log-every", "Log a loss row every N steps", d.LogEvery);
+        var checkpointEvery = Int("--checkpoint-every", "Write a resumable training checkpoint every N steps (0 = only by time)", d.CheckpointEvery);
+        var checkpointMinutes = Double("--checkpoint-minutes", "Also write one after M minutes since the last (0 = off)", d.CheckpointMinutes);
+        var checkpointDir = new Option<string?>("--checkpoint-dir") { Description = "Folder of the training checkpoints (default: <output>.training)" };
+        var resume = new Option<bool>("--resume") { Description = "Continue from the latest checkpoint (same options required)" };
         var json = new Option<bool>("--json") { Description = "Print the result as JSON" };
         var command = new Command("train-reference", "Train the small reference MoE (the bundled demo model) from scratch, deterministically")
         {
             trainData, tokenizer, output, layers, hidden, intermediate, experts, topK, heads, kvHeads, seqLen, batch, steps,
-            warmup, lr, minLr, weightDecay, auxLoss, zLoss, bf16, noBf16, seed, threads, logEvery, json,
+            warmup, lr, minLr, weightDecay, auxLoss, zLoss, bf16, noBf16, seed, threads, logEvery,
+            checkpointEvery, checkpointMinutes, checkpointDir, resume, json,
         };
         command.SetAction((parse, ct) =>
         {
@@ -61,6 +66,8 @@ internal static class TrainReferenceCommand
                 WeightDecay = parse.GetValue(weightDecay), AuxLossCoefficient = parse.GetValue(auxLoss),
                 RouterZLossCoefficient = parse.GetValue(zLoss), Bf16Matmuls = parse.GetValue(bf16),
                 Seed = parse.GetValue(seed), Threads = parse.GetValue(threads), LogEvery = parse.GetValue(logEvery),
+                CheckpointEvery = parse.GetValue(checkpointEvery), CheckpointMinutes = parse.GetValue(checkpointMinutes),
+                CheckpointDirectory = parse.GetValue(checkpointDir), Resume = parse.GetValue(resume),
             };
             var lines = ConsoleProgress.For(stderr);
             var result = ReferenceModelTrainer.Train(options, new Progress(lines), ct);

@@ -1,3 +1,6 @@
+using System.Globalization;
+using System.Text.Json.Serialization;
+
 namespace MoECompress.Compression.Training;
 
 /// <summary>
@@ -72,6 +75,54 @@ public sealed record ReferenceModelOptions
     /// for resuming evaluation or re-export without retraining; null = not saved.</summary>
     public string? TrainingStatePath { get; init; }
 
+    /// <summary>
+    /// Write a training checkpoint every this many steps; 0 = no step-based checkpoints. Checkpointing does not change
+    /// the result, so it is not part of the options recorded in the manifest (nor are the other checkpoint settings).
+    /// </summary>
+    [JsonIgnore]
+    public int CheckpointEvery { get; init; } = 0;
+
+    /// <summary>Also write a checkpoint once this many minutes of wall time have passed since the last one; 0 = off.</summary>
+    [JsonIgnore]
+    public double CheckpointMinutes { get; init; } = 5.0;
+
+    /// <summary>Folder of the training checkpoints; null = <c>&lt;OutputDirectory&gt;.training</c> beside the output.</summary>
+    [JsonIgnore]
+    public string? CheckpointDirectory { get; init; }
+
+    /// <summary>Continue from the latest checkpoint in <see cref="CheckpointFolder"/> (which must hold one, written with
+    /// the same options); without it an existing checkpoint folder is an error.</summary>
+    [JsonIgnore]
+    public bool Resume { get; init; }
+
+    /// <summary>The checkpoint folder this run uses: <see cref="CheckpointDirectory"/>, or <c>&lt;OutputDirectory&gt;.training</c>.</summary>
+    public string CheckpointFolder() =>
+        CheckpointDirectory ?? Path.TrimEndingDirectorySeparator(Path.GetFullPath(OutputDirectory)) + ".training";
+
+    /// <summary>
+    /// The options a resumed run must share with the run that wrote the checkpoint (everything that changes the result,
+    /// keyed by the CLI option name where there is one), as invariant strings. <paramref name="effectiveThreads"/> is the
+    /// libtorch thread count the run uses (it changes the last bits of the result).
+    /// </summary>
+    public IReadOnlyList<KeyValuePair<string, string>> ResumeFingerprint(int effectiveThreads)
+    {
+        static string D(double v) => v.ToString("R", CultureInfo.InvariantCulture);
+        static string I(long v) => v.ToString(CultureInfo.InvariantCulture);
+        return
+        [
+            new("--layers", I(Layers)), new("--hidden", I(HiddenSize)), new("--intermediate", I(IntermediateSize)),
+            new("--experts", I(Experts)), new("--top-k", I(TopK)), new("--heads", I(AttentionHeads)), new("--kv-heads", I(KeyValueHeads)),
+            new("TieWordEmbeddings", TieWordEmbeddings ? "true" : "false"), new("RopeTheta", D(RopeTheta)), new("RmsNormEps", D(RmsNormEps)),
+            new("--seq-len", I(SequenceLength)), new("--batch", I(BatchSize)), new("--steps", I(Steps)),
+            new("--lr", D(LearningRate)), new("--min-lr", D(MinLearningRate)), new("--warmup", I(WarmupSteps)),
+            new("--weight-decay", D(WeightDecay)), new("Beta1", D(Beta1)), new("Beta2", D(Beta2)),
+            new("GradientClipNorm", D(GradientClipNorm)), new("InitializerRange", D(InitializerRange)),
+            new("--aux-loss", D(AuxLossCoefficient)), new("--z-loss", D(RouterZLossCoefficient)),
+            new("--bf16", Bf16Matmuls ? "true" : "false"), new("--seed", I(Seed)), new("--threads", I(effectiveThreads)),
+            new("--log-every", I(LogEvery)), new("Domains", string.Join(",", Domains)), new("ChunkCharacters", I(ChunkCharacters)),
+        ];
+    }
+
     /// <summary>Longest text chunk (characters, cut at line ends) tokenized as one document with a BOS in front.</summary>
     public int ChunkCharacters { get; init; } = 2000;
 
@@ -100,6 +151,8 @@ public sealed record ReferenceModelOptions
         Require(RouterZLossCoefficient >= 0, $"--z-loss must be ≥ 0 (got {RouterZLossCoefficient})");
         Require(Threads >= 0, $"--threads must be ≥ 0 (got {Threads})");
         Require(LogEvery >= 1, $"--log-every must be ≥ 1 (got {LogEvery})");
+        Require(CheckpointEvery >= 0, $"--checkpoint-every must be ≥ 0 (got {CheckpointEvery})");
+        Require(CheckpointMinutes >= 0 && double.IsFinite(CheckpointMinutes), $"--checkpoint-minutes must be ≥ 0 (got {CheckpointMinutes})");
         Require(ChunkCharacters >= 16, $"chunk size must be ≥ 16 characters (got {ChunkCharacters})");
         Require(File.Exists(TokenizerModelPath), $"tokenizer model '{TokenizerModelPath}' does not exist");
         Require(Directory.Exists(TrainDataDirectory), $"training data folder '{TrainDataDirectory}' does not exist");

@@ -19,15 +19,37 @@ public static class ReferenceModelTrainer
     /// Tokenizes the training text, trains, and writes the Hugging Face checkpoint (bf16 model.safetensors,
     /// config.json, generation_config.json, tokenizer.model, tokenizer_config.json) plus training-loss.csv to
     /// <see cref="ReferenceModelOptions.OutputDirectory"/>.
+    /// <para>Resumable: training checkpoints go to <see cref="ReferenceModelOptions.CheckpointFolder"/> (see
+    /// <see cref="TrainModel"/> for when); the folder is deleted once the output is in place. With
+    /// <see cref="ReferenceModelOptions.Resume"/> the run continues from its latest checkpoint, refusing one written
+    /// with other options (named in the error), and ends with the same files as an uninterrupted run; without it an
+    /// existing checkpoint folder is an error.</para>
     /// </summary>
     public static ReferenceTrainingResult Train(ReferenceModelOptions options, IProgress<ReferenceTrainingProgress>? progress = null,
         CancellationToken ct = default)
     {
         options.Validate();
         EnsureOutputDirectoryUsable(options.OutputDirectory);
+        var store = new TrainingCheckpoints(options.CheckpointFolder());
+        string? resumeFrom = null;
+        if (options.Resume)
+            resumeFrom = store.Latest() ?? throw new MoECompress.Formats.Errors.MoeCompressException(MoECompress.Formats.Errors.ErrorKind.Usage,
+                $"--resume: no checkpoint to continue from in '{store.Folder}'");
+        else if (Directory.Exists(store.Folder))
+            throw new MoECompress.Formats.Errors.MoeCompressException(MoECompress.Formats.Errors.ErrorKind.Usage,
+                $"checkpoint folder '{store.Folder}' of an earlier run exists: add --resume to continue it, or delete it to start over");
+        // What the result depends on, checked before the (slow) tokenization where it can be.
+        var fingerprint = options.ResumeFingerprint(options.Threads > 0 ? options.Threads : torch.get_num_threads()).ToList();
+        fingerprint.Add(new("--tokenizer (SHA-256)", MoECompress.Formats.Safetensors.CheckpointManifest.Sha256Hex(options.TokenizerModelPath, ct)));
+        var saved = resumeFrom is null ? null : TrainingCheckpoints.ReadState(resumeFrom);
+        if (saved is not null) TrainingCheckpoints.RequireSameOptions(resumeFrom!, saved, fingerprint);
+
         var encoder = new SentencePieceEncoder(options.TokenizerModelPath);
         var corpus = LoadCorpus(options, encoder, progress, ct);
-        using var trained = TrainModel(options, corpus, encoder.VocabularySize, progress, ct);
+        var data = new KeyValuePair<string, string>("--train-data tokens (SHA-256)", corpus.ContentSha256());
+        if (saved is not null) TrainingCheckpoints.RequireSameOptions(resumeFrom!, saved, [data]);
+        fingerprint.Add(data);
+        using var trained = TrainModel(options, corpus, encoder.VocabularySize, progress, ct, new TrainingCheckpointPlan(store, fingerprint, resumeFrom));
         if (options.TrainingStatePath is not null)
         {
             Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(options.TrainingStatePath))!);
@@ -39,6 +61,7 @@ public static class ReferenceModelTrainer
             new Dictionary<string, string> { ["training-loss.csv"] = LossCsv(trained.Log) },
             manifestOptions: new System.Text.Json.Nodes.JsonObject { ["train_reference"] = System.Text.Json.JsonSerializer.SerializeToNode(options) },
             ct: ct);
+        store.DeleteFolder();
         var last = trained.Log.Count > 0 ? trained.Log[^1] : null;
         return new ReferenceTrainingResult(options.OutputDirectory, trained.TokensSeen, options.Steps,
             last?.CrossEntropy ?? double.NaN, trained.Log, corpus.Domains.Select(d => (d.Domain, (long)d.Tokens.Length)).ToList());
@@ -71,17 +94,21 @@ public static class ReferenceModelTrainer
     }
 
     /// <summary>Runs the optimisation loop for <see cref="ReferenceModelOptions.Steps"/> steps and returns the trained model.</summary>
+    /// <remarks>With <paramref name="checkpoints"/>, the run starts from <see cref="TrainingCheckpointPlan.ResumeFrom"/>
+    /// when set, writes a checkpoint every <see cref="ReferenceModelOptions.CheckpointEvery"/> steps, every
+    /// <see cref="ReferenceModelOptions.CheckpointMinutes"/> minutes, after the last step and when
+    /// <paramref name="ct"/> stops it; a resumed run gives bit-identical weights and log rows (wall-time columns apart).</remarks>
     public static TrainedReferenceModel TrainModel(ReferenceModelOptions options, TrainingCorpus corpus, long vocabularySize,
-        IProgress<ReferenceTrainingProgress>? progress = null, CancellationToken ct = default)
+        IProgress<ReferenceTrainingProgress>? progress = null, CancellationToken ct = default, TrainingCheckpointPlan? checkpoints = null)
     {
-        if (options.Threads <= 0) return RunTraining(options, corpus, vocabularySize, progress, ct);
+        if (options.Threads <= 0) return RunTraining(options, corpus, vocabularySize, progress, checkpoints, ct);
         // The thread count is put back afterwards: libtorch keeps it per calling thread (OpenMP), and a later run on
         // this thread at another count would sum in another order — same input, different last digits.
         int previous = torch.get_num_threads();
         torch.set_num_threads(options.Threads);
         try
         {
-            return RunTraining(options, corpus, vocabularySize, progress, ct);
+            return RunTraining(options, corpus, vocabularySize, progress, checkpoints, ct);
         }
         finally
         {
@@ -90,17 +117,18 @@ public static class ReferenceModelTrainer
     }
 
     private static TrainedReferenceModel RunTraining(ReferenceModelOptions options, TrainingCorpus corpus, long vocabularySize,
-        IProgress<ReferenceTrainingProgress>? progress, CancellationToken ct)
+        IProgress<ReferenceTrainingProgress>? progress, TrainingCheckpointPlan? checkpoints, CancellationToken ct)
     {
         var model = new MixtralTrainingModel(options, vocabularySize, options.Seed);
         try
         {
             model.train();
             var (decay, _) = model.ParameterGroups();
-            var all = model.parameters().ToList();
+            var named = model.named_parameters().Select(np => (np.name, np.parameter)).ToList();
+            var all = named.Select(np => np.parameter).ToList();
             // Decoupled weight decay is applied by hand to matrices only (p ← p·(1 − lr·wd), as torch AdamW does),
             // so the optimiser itself runs with weight_decay 0.
-            var optimizer = torch.optim.AdamW(all, lr: options.LearningRate, beta1: options.Beta1, beta2: options.Beta2,
+            using var optimizer = torch.optim.AdamW(all, lr: options.LearningRate, beta1: options.Beta1, beta2: options.Beta2,
                 eps: 1e-8, weight_decay: 0.0);
             var schedule = new CosineLearningRateSchedule(options.LearningRate, options.MinLearningRate, options.WarmupSteps, options.Steps);
             int b = options.BatchSize, t = options.SequenceLength;
@@ -109,14 +137,48 @@ public static class ReferenceModelTrainer
             double sumCe = 0, sumAux = 0, sumZ = 0;
             int stepsInRow = 0;
             var clock = Stopwatch.StartNew();
-            double rowStart = 0;
+            double clockOffset = 0, rowStart = 0;
+            int firstStep = 0;
+            if (checkpoints?.ResumeFrom is string resumeFrom)
+            {
+                var state = TrainingCheckpoints.Restore(resumeFrom, named, optimizer, ct);
+                firstStep = state.Step;
+                log = state.Log;
+                (stepsInRow, sumCe, sumAux, sumZ) = (state.RowSteps, state.RowCrossEntropySum, state.RowLoadBalancingSum, state.RowZLossSum);
+                (clockOffset, rowStart) = (state.ElapsedSeconds, state.RowStartSeconds);
+                clock.Restart();
+                progress?.Report(new ReferenceTrainingProgress($"resuming after step {firstStep} from {resumeFrom}", null, options.Steps));
+            }
+            double Now() => clockOffset + clock.Elapsed.TotalSeconds;
+            int savedStep = firstStep;
+            double savedAt = Now();
+            string Save(int completed)
+            {
+                var path = checkpoints!.Store.Save(new TrainingCheckpointState
+                {
+                    Step = completed, Options = checkpoints.Options, Log = log,
+                    RowSteps = stepsInRow, RowCrossEntropySum = sumCe, RowLoadBalancingSum = sumAux, RowZLossSum = sumZ,
+                    ElapsedSeconds = Now(), RowStartSeconds = rowStart,
+                    OptimizerSteps = TrainingCheckpoints.OptimizerSteps(named, optimizer),
+                }, named, optimizer);
+                savedStep = completed;
+                savedAt = Now();
+                return path;
+            }
             progress?.Report(new ReferenceTrainingProgress(
                 $"training {CountParameters(model):N0} parameters on {corpus.WindowCount:N0} windows ({corpus.TokenCount:N0} tokens) for {options.Steps} steps",
                 null, options.Steps));
 
-            for (int step = 0; step < options.Steps; step++)
+            for (int step = firstStep; step < options.Steps; step++)
             {
-                ct.ThrowIfCancellationRequested();
+                if (ct.IsCancellationRequested)
+                {
+                    // Observed only between steps, so the state is that of a finished step: save it before stopping.
+                    if (checkpoints is not null && step > savedStep)
+                        progress?.Report(new ReferenceTrainingProgress(
+                            $"stopped after step {step}: checkpoint {Save(step)}; run again with --resume to continue", null, options.Steps));
+                    ct.ThrowIfCancellationRequested();
+                }
                 using var scope = torch.NewDisposeScope();
                 double lr = schedule.At(step);
                 var ids = torch.tensor(corpus.Batch(step, b), [b, t + 1], ScalarType.Int64);
@@ -144,7 +206,7 @@ public static class ReferenceModelTrainer
                 stepsInRow++;
                 if ((step + 1) % options.LogEvery == 0 || step + 1 == options.Steps)
                 {
-                    double now = clock.Elapsed.TotalSeconds;
+                    double now = Now();
                     var row = new TrainingLogRow(step + 1, (step + 1) * tokensPerStep, lr, sumCe / stepsInRow, sumAux / stepsInRow,
                         sumZ / stepsInRow, now, stepsInRow * tokensPerStep / Math.Max(1e-9, now - rowStart));
                     log.Add(row);
@@ -154,6 +216,14 @@ public static class ReferenceModelTrainer
                     sumCe = sumAux = sumZ = 0;
                     stepsInRow = 0;
                     rowStart = now;
+                }
+                if (checkpoints is not null && (step + 1 == options.Steps
+                        || (options.CheckpointEvery > 0 && (step + 1) % options.CheckpointEvery == 0)
+                        || (options.CheckpointMinutes > 0 && Now() - savedAt >= options.CheckpointMinutes * 60)))
+                {
+                    // The last one guards the export: a failure or Ctrl+C while writing the model loses no training.
+                    var path = Save(step + 1);
+                    progress?.Report(new ReferenceTrainingProgress($"checkpoint after step {step + 1}: {path}", null, options.Steps));
                 }
             }
             model.eval();

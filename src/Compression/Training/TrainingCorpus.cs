@@ -31,6 +31,18 @@ public sealed class TrainingCorpus
     public int WindowCount => windows.Count;
     public long TokenCount => domains.Sum(d => (long)d.Tokens.Length);
 
+    /// <summary>SHA-256 (hex) of the domains' names and token streams, in order: what a resumed run must train on again.</summary>
+    public string ContentSha256()
+    {
+        using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        foreach (var d in domains)
+        {
+            hash.AppendData(System.Text.Encoding.UTF8.GetBytes(d.Domain + "\n" + d.Tokens.Length + "\n"));
+            hash.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(d.Tokens.AsSpan()));
+        }
+        return Convert.ToHexStringLower(hash.GetHashAndReset());
+    }
+
     /// <summary>Windows per domain (index = domain order).</summary>
     public int[] WindowsPerDomain() => Enumerable.Range(0, domains.Count).Select(d => windows.Count(w => w.Domain == d)).ToArray();
 

@@ -36,6 +36,31 @@ public class TrainReferenceCommandTests
     }
 
     [Fact]
+    public void ResumeContinuesAStoppedRunToTheSameFiles()
+    {
+        using var f = new MoECompress.Tests.Training.ResumableTrainingFixture();
+        var resumed = f.Output("out");
+        var r = CliRunner.Run(f.CliArguments(resumed, 4, "--checkpoint-every", "1"));
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var straight = f.Output("uninterrupted");
+        Directory.Move(resumed, straight); // the manifest records the output path: the run to compare writes to the same
+        var options = f.Options(resumed, steps: 4);
+        Assert.Equal(options.CheckpointFolder(), resumed + ".training");
+        MoECompress.Tests.Training.ResumableTrainingFixture.TrainAndStop(options, stopAfter: 2);
+        var again = CliRunner.Run(f.CliArguments(resumed, 4));
+        Assert.Equal(2, again.ExitCode);
+        Assert.Contains("--resume", again.Stderr);
+        var continued = CliRunner.Run(f.CliArguments(resumed, 4, "--resume"));
+        Assert.True(continued.ExitCode == 0, continued.Stderr);
+        MoECompress.Tests.Training.ResumableTrainingFixture.AssertSameCheckpoint(straight, resumed);
+
+        var changed = CliRunner.Run(f.CliArguments(f.Output("other"), 4, "--resume", "--checkpoint-dir", resumed + ".x"));
+        Assert.Equal(2, changed.ExitCode);
+        Assert.Single(changed.StderrLines);
+        Assert.Contains("--resume: no checkpoint", changed.Stderr);
+    }
+
+    [Fact]
     public void MissingRequiredOptionIsAUsageError()
     {
         var r = CliRunner.Run("train-reference", "--train-data", "x");
