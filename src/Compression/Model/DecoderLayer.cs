@@ -66,5 +66,6 @@ public sealed class DecoderLayer : IDisposable
         PostAttentionNorm.Dispose();
         Mlp?.Dispose();
         MoE?.Dispose();
+        NativeHeap.Trim(); // a layer is the biggest group of tensors the pipeline frees at once
     }
 }

@@ -311,6 +311,7 @@ public static class Quantizer
                 finally
                 {
                     foreach (var h in hessians.Values) h.Dispose();
+                    NativeHeap.Trim();
                 }
             }
             layerWriter.Finish();
