@@ -14,35 +14,27 @@ namespace MoECompress.Compression;
 /// </summary>
 internal static class ScalarOps
 {
-    public static Tensor Times(this Tensor t, double value)
+    /// <summary>Runs <paramref name="op"/> with <paramref name="value"/> as a Scalar that lives until it returns.</summary>
+    private static Tensor With(double value, Func<Scalar, Tensor> op)
     {
         using var s = value.ToScalar();
-        return t.mul(s);
+        return op(s);
     }
 
-    public static Tensor Plus(this Tensor t, double value)
-    {
-        using var s = value.ToScalar();
-        return t.add(s);
-    }
+    public static Tensor Times(this Tensor t, double value) => With(value, t.mul);
 
-    public static Tensor Over(this Tensor t, double value)
-    {
-        using var s = value.ToScalar();
-        return t.div(s);
-    }
+    public static Tensor Plus(this Tensor t, double value) => With(value, t.add);
 
+    public static Tensor Over(this Tensor t, double value) => With(value, s => t.div(s));
+
+    /// <summary>t ÷ value rounded down, with an integer Scalar (integer tensors stay integer).</summary>
     public static Tensor FloorOver(this Tensor t, long value)
     {
         using var s = value.ToScalar();
         return t.div(s, rounding_mode: RoundingMode.floor);
     }
 
-    public static Tensor Power(this Tensor t, double exponent)
-    {
-        using var s = exponent.ToScalar();
-        return t.pow(s);
-    }
+    public static Tensor Power(this Tensor t, double exponent) => With(exponent, t.pow);
 
     public static Tensor ClampTo(this Tensor t, double min, double max)
     {
@@ -51,66 +43,26 @@ internal static class ScalarOps
         return t.clamp(lo, hi);
     }
 
-    public static Tensor AtMost(this Tensor t, double max)
-    {
-        using var s = max.ToScalar();
-        return t.clamp_max(s);
-    }
+    public static Tensor AtMost(this Tensor t, double max) => With(max, t.clamp_max);
 
-    public static Tensor AtLeast(this Tensor t, double min)
-    {
-        using var s = min.ToScalar();
-        return t.clamp_min(s);
-    }
+    public static Tensor AtLeast(this Tensor t, double min) => With(min, t.clamp_min);
 
-    public static Tensor FillWhere(this Tensor t, Tensor mask, double value)
-    {
-        using var s = value.ToScalar();
-        return t.masked_fill(mask, s);
-    }
+    public static Tensor FillWhere(this Tensor t, Tensor mask, double value) => With(value, s => t.masked_fill(mask, s));
 
-    public static Tensor FillWhere_(this Tensor t, Tensor mask, double value)
-    {
-        using var s = value.ToScalar();
-        return t.masked_fill_(mask, s);
-    }
+    public static Tensor FillWhere_(this Tensor t, Tensor mask, double value) => With(value, s => t.masked_fill_(mask, s));
 
-    public static Tensor EqualTo(this Tensor t, double value)
-    {
-        using var s = value.ToScalar();
-        return t.eq(s);
-    }
+    public static Tensor EqualTo(this Tensor t, double value) => With(value, t.eq);
 
-    public static Tensor LessThan(this Tensor t, double value)
-    {
-        using var s = value.ToScalar();
-        return t.lt(s);
-    }
+    public static Tensor LessThan(this Tensor t, double value) => With(value, t.lt);
 
-    public static Tensor GreaterThan(this Tensor t, double value)
-    {
-        using var s = value.ToScalar();
-        return t.gt(s);
-    }
+    public static Tensor GreaterThan(this Tensor t, double value) => With(value, t.gt);
 
-    public static Tensor NotEqualTo(this Tensor t, double value)
-    {
-        using var s = value.ToScalar();
-        return t.ne(s);
-    }
+    public static Tensor NotEqualTo(this Tensor t, double value) => With(value, t.ne);
 
-    public static Tensor Times_(this Tensor t, double value)
-    {
-        using var s = value.ToScalar();
-        return t.mul_(s);
-    }
+    public static Tensor Times_(this Tensor t, double value) => With(value, t.mul_);
 
     /// <summary>t += alpha · other, in place.</summary>
-    public static Tensor AddScaled_(this Tensor t, Tensor other, double alpha)
-    {
-        using var s = alpha.ToScalar();
-        return t.add_(other, s);
-    }
+    public static Tensor AddScaled_(this Tensor t, Tensor other, double alpha) => With(alpha, s => t.add_(other, s));
 
     /// <summary>t[index] += source along <paramref name="dim"/>, in place.</summary>
     public static Tensor IndexAdd_(this Tensor t, long dim, Tensor index, Tensor source)
@@ -119,11 +71,7 @@ internal static class ScalarOps
         return t.index_add_(dim, index, source, one);
     }
 
-    public static Tensor GreaterOrEqual(this Tensor t, double value)
-    {
-        using var s = value.ToScalar();
-        return t.ge(s);
-    }
+    public static Tensor GreaterOrEqual(this Tensor t, double value) => With(value, t.ge);
 
     public static Tensor FullLike(Tensor t, double value, ScalarType? dtype = null)
     {
@@ -141,11 +89,5 @@ internal static class ScalarOps
     }
 
     /// <summary>0, 1, …, n − 1 as int64 (or <paramref name="dtype"/>).</summary>
-    public static Tensor Range(long n, ScalarType dtype = ScalarType.Int64, Device? device = null)
-    {
-        using var start = 0L.ToScalar();
-        using var stop = n.ToScalar();
-        using var step = 1L.ToScalar();
-        return arange(start, stop, step, dtype, device);
-    }
+    public static Tensor Range(long n, ScalarType dtype = ScalarType.Int64, Device? device = null) => Range(0, n, 1, dtype, device);
 }

@@ -55,16 +55,7 @@ public static class MixtralCheckpointLoader
             using var source = SafetensorsCheckpoint.Open(checkpointDirectory);
             using var noGrad = no_grad();
             foreach (var (name, target) in model.NamedHuggingFaceTensors())
-            {
-                using var scope = NewDisposeScope();
-                if (!source.Contains(name))
-                    throw new CheckpointFormatException(checkpointDirectory, name, null, "tensor is missing");
-                var value = source.ToTensor(name, ScalarType.Float32);
-                if (!value.shape.SequenceEqual(target.shape))
-                    throw new CheckpointFormatException(checkpointDirectory, name, null,
-                        $"shape [{string.Join(", ", value.shape)}] differs from config's [{string.Join(", ", target.shape)}]");
-                target.copy_(value);
-            }
+                CopyTensor(source, checkpointDirectory, name, target, "tensor is missing", "config's");
             model.eval();
             return model;
         }
@@ -73,5 +64,21 @@ public static class MixtralCheckpointLoader
             model.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// Copies tensor <paramref name="name"/> of <paramref name="source"/> into <paramref name="target"/> (float32),
+    /// throwing <see cref="CheckpointFormatException"/> naming the tensor when it is missing or its shape differs from
+    /// <paramref name="shapeOwner"/>'s.
+    /// </summary>
+    internal static void CopyTensor(SafetensorsCheckpoint source, string checkpoint, string name, Tensor target, string missing, string shapeOwner)
+    {
+        using var scope = NewDisposeScope();
+        if (!source.Contains(name)) throw new CheckpointFormatException(checkpoint, name, null, missing);
+        var value = source.ToTensor(name, ScalarType.Float32);
+        if (!value.shape.SequenceEqual(target.shape))
+            throw new CheckpointFormatException(checkpoint, name, null,
+                $"shape [{string.Join(", ", value.shape)}] differs from {shapeOwner} [{string.Join(", ", target.shape)}]");
+        target.copy_(value);
     }
 }

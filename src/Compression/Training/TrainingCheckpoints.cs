@@ -169,17 +169,8 @@ public sealed partial class TrainingCheckpoints
         if (Directory.Exists(Folder)) Directory.Delete(Folder, recursive: true);
     }
 
-    private static void Load(SafetensorsCheckpoint source, string checkpoint, string name, Tensor target)
-    {
-        using var scope = NewDisposeScope();
-        if (!source.Contains(name))
-            throw new CheckpointFormatException(checkpoint, name, null, "tensor is missing from the training checkpoint");
-        var value = source.ToTensor(name, ScalarType.Float32);
-        if (!value.shape.SequenceEqual(target.shape))
-            throw new CheckpointFormatException(checkpoint, name, null,
-                $"shape [{string.Join(", ", value.shape)}] differs from the model's [{string.Join(", ", target.shape)}]");
-        target.copy_(value);
-    }
+    private static void Load(SafetensorsCheckpoint source, string checkpoint, string name, Tensor target) =>
+        MixtralCheckpointLoader.CopyTensor(source, checkpoint, name, target, "tensor is missing from the training checkpoint", "the model's");
 
     // The optimiser keeps one state per parameter, in the order of its (single) parameter group: the order the
     // parameters were given in, which is the order of `parameters` here.
