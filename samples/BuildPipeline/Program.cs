@@ -5,12 +5,15 @@
 //                           Evaluate = new EvaluationSettings { Tokens = 1024 } }
 //
 // usage: BuildPipeline <model> <recipe.yaml> <output folder>
+using MoECompress.Compression;
 using MoECompress.Compression.Pipeline;
 using MoECompress.Compression.Pruning;
 using MoECompress.Compression.Quantization;
 using MoECompress.Compression.Reporting;
 using MoECompress.Formats.Errors;
 
+// tcmalloc when installed (re-executes this program once), as the CLI does: flat resident memory across layers.
+if (NativeAllocator.Configure(args) is int childExit) return childExit;
 if (args.Length != 3)
 {
     Console.Error.WriteLine("usage: BuildPipeline <model> <recipe.yaml> <output folder>");

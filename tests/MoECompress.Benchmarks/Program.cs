@@ -1,4 +1,5 @@
 using MoECompress.Benchmarks;
+using MoECompress.Compression;
 
 // Benchmarks print figures; they are not tests and never fail on a number. Run them in Release:
 //   dotnet run -c Release --project tests/MoECompress.Benchmarks -- io [--size 2GB] [--dir /tmp/moe-bench]
@@ -10,6 +11,9 @@ using MoECompress.Benchmarks;
 //   dotnet run -c Release --project tests/MoECompress.Benchmarks -- gguf                    (the README's GGUF table, demo model)
 //   dotnet run -c Release --project tests/MoECompress.Benchmarks -- fuzz [--inputs 1000000] (mutated headers/index/config: crashes, hangs)
 //   dotnet run -c Release --project tests/MoECompress.Benchmarks -- substitute              (compressed-expert training per layer, demo model)
+// The same native allocator as the CLI (tcmalloc when installed), so peak RSS and speed are what users get; the
+// measured children inherit it.
+if (NativeAllocator.Configure(args) is int childExit) return childExit;
 return args.Length switch
 {
     > 0 when args[0] == "io" => IoBenchmark.Run(args[1..]),

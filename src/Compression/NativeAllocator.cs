@@ -1,17 +1,18 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 
-namespace MoECompress.Cli;
+namespace MoECompress.Compression;
 
 /// <summary>
 /// libtorch allocates large short-lived buffers on every layer and step. With glibc malloc these are mapped and
-/// unmapped each time (page faults, kernel time, RSS creeping up); tcmalloc keeps them. On Linux the CLI therefore
+/// unmapped each time (page faults, kernel time, RSS creeping up); tcmalloc keeps them. On Linux the CLI (and any
+/// program that calls <see cref="Configure"/> first thing in <c>Main</c>: a build pipeline, the benchmarks) therefore
 /// re-executes itself once with <c>LD_PRELOAD</c>=libtcmalloc_minimal when that library is installed (Debian:
 /// libtcmalloc-minimal4), and otherwise pins glibc's mmap threshold at 128 KiB (as MALLOC_MMAP_THRESHOLD_=131072 would), which was
 /// measured to keep RSS flat with glibc, at some cost in speed.
 /// Set <c>MOE_COMPRESS_ALLOCATOR=system</c> to disable both.
 /// </summary>
-internal static class NativeAllocator
+public static class NativeAllocator
 {
     private const string Marker = "MOE_COMPRESS_ALLOCATOR_SET";
     private static readonly string[] TcmallocCandidates =
@@ -22,9 +23,13 @@ internal static class NativeAllocator
         "/usr/lib/libtcmalloc_minimal.so.4",
     ];
 
-    /// <summary>Returns the child's exit code when the process re-executed itself, otherwise null (carry on here).</summary>
+    /// <summary>
+    /// Call first thing in <c>Main</c>, before any tensor is allocated. Returns the child's exit code when the process
+    /// re-executed itself under tcmalloc (return it from <c>Main</c>), otherwise null (carry on in this process).
+    /// </summary>
     public static int? Configure(string[] args)
     {
+        ArgumentNullException.ThrowIfNull(args);
         if (!OperatingSystem.IsLinux()) return null;
         if (Environment.GetEnvironmentVariable("MOE_COMPRESS_ALLOCATOR") == "system") return null;
         if (Environment.GetEnvironmentVariable(Marker) == "1") return null;
@@ -33,9 +38,15 @@ internal static class NativeAllocator
 
         var tcmalloc = TcmallocCandidates.FirstOrDefault(File.Exists);
         var self = Environment.ProcessPath;
-        if (tcmalloc is not null && self is not null && Path.GetFileNameWithoutExtension(self) == "moe-compress")
+        if (tcmalloc is not null && self is not null)
         {
             var psi = new ProcessStartInfo(self) { UseShellExecute = false };
+            // Run through the dotnet host (`dotnet app.dll`, `dotnet run`): the entry assembly comes first.
+            if (Path.GetFileNameWithoutExtension(self) == "dotnet")
+            {
+                if (System.Reflection.Assembly.GetEntryAssembly()?.Location is not { Length: > 0 } entry) { PinGlibcMmapThreshold(); return null; }
+                psi.ArgumentList.Add(entry);
+            }
             foreach (var a in args) psi.ArgumentList.Add(a);
             psi.Environment["LD_PRELOAD"] = preload.Length == 0 ? tcmalloc : tcmalloc + ":" + preload;
             psi.Environment[Marker] = "1";
