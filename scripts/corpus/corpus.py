@@ -42,7 +42,7 @@ SOURCES = [
     ("manuals", "git-doc", r"^usr/share/doc/git-doc/.+\.html$", r"/(index|cmds-[^/]*)\.html$", "html"),
     ("manuals", "debian-reference-en", r"^usr/share/debian-reference/.+\.en\.html$", r"/index\.en\.html$", "html"),
     ("manuals", "gnu-standards", r"^usr/share/doc/gnu-standards/.+\.html$", None, "html"),
-    ("manuals", "bash-doc", r"^usr/share/doc/bash/.+\.html$", r"/examples/", "html"),
+    ("manuals", "bash-doc", r"^usr/share/doc/bash/bashref\.html$", None, "html"),
     ("manuals", "rust-src", r"^usr/src/rustc-1\.63\.0/src/doc/.+\.md$", r"/(SUMMARY|CHANGELOG|CONTRIBUTING)\.md$", "markdown"),
     ("code-python", "libpython3.11-minimal", r"^usr/lib/python3\.11/.+\.py$", None, "code"),
     ("code-python", "libpython3.11-stdlib", r"^usr/lib/python3\.11/.+\.py$", None, "code"),
@@ -62,6 +62,8 @@ MIN_CHARS = 200              # shorter documents are dropped (stubs, redirects, 
 MAX_CODE_BYTES = 400_000     # larger code files are generated tables
 MAX_CODE_LINE = 1000         # a code line longer than this marks data or minified text
 MAX_PROSE_LINE = 2000        # prose lines are wrapped at word boundaries to this (the trainer's chunk size)
+CODE_TRAIN_CAP = 16_000_000  # training bytes per code domain: a random (hash-ordered) subset of its documents, so that
+                             # code is about half of the training tokens; held-out and calibration are not capped
 
 # ---------------------------------------------------------------------------------------------------------------------
 # HTML → text
@@ -384,9 +386,25 @@ def documents(extracted, domain, package, include, exclude, kind):
             yield path, f.read(), kind
 
 
+def split_key(package, path):
+    return hashlib.sha256(f"{package}/{path}".encode("utf-8")).digest()
+
+
 def split_of(package, path):
-    bucket = int.from_bytes(hashlib.sha256(f"{package}/{path}".encode("utf-8")).digest()[:8], "big") % SPLIT_BUCKETS
+    bucket = int.from_bytes(split_key(package, path)[:8], "big") % SPLIT_BUCKETS
     return "heldout" if bucket == 0 else "calibration" if bucket == 1 else "train"
+
+
+def cap(docs, limit):
+    """The documents (in hash order) that fit into limit bytes, and how many did not."""
+    kept, total = [], 0
+    for doc in sorted(docs, key=lambda d: split_key(d[0], d[1])):
+        size = len(doc[2].encode("utf-8")) + 1
+        if total + size > limit:
+            continue
+        kept.append(doc)
+        total += size
+    return kept, len(docs) - len(kept)
 
 
 def copy_bundled(bundled, out_dir, rows_by_file):
@@ -443,6 +461,11 @@ def main():
                 dropped[(domain, reason)] = dropped.get((domain, reason), 0) + 1
                 continue
             kept.setdefault((domain, split_of(package, path)), []).append((package, path, text))
+    for (domain, split), docs in kept.items():
+        if split == "train" and domain.startswith("code-"):
+            kept[(domain, split)], over = cap(docs, CODE_TRAIN_CAP)
+            if over:
+                dropped[(domain, "over-cap")] = over
 
     rows, rows_by_file = [], {}
     for split in ("train", "heldout", "calibration"):
