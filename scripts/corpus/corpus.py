@@ -112,7 +112,12 @@ class _HtmlText(html.parser.HTMLParser):
         self.line_has_text = False
 
     def _break(self, paragraph):
-        self.out.append("\n\n" if paragraph else "\n")
+        piece = "\n\n" if paragraph else "\n"
+        if self.out and self.out[-1] in ("\n", "\n\n"):       # consecutive breaks: the stronger one
+            if piece == "\n\n":
+                self.out[-1] = piece
+        else:
+            self.out.append(piece)
         self.line_has_text = False
 
     def handle_starttag(self, tag, attrs):
