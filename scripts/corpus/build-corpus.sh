@@ -47,7 +47,7 @@ fetch() {
     [[ $arch == all ]] || spec="$pkg:$arch=$version"
     rm -rf "$dl" && mkdir -p "$dl"
     if ! (cd "$dl" && apt-get download -q "$spec" >/dev/null 2>"$work/apt.err"); then
-        die "apt-get download $spec failed ($(grep -m1 -E '^E:' "$work/apt.err" || true)); run apt-get update, or if the version has left the mirror put $pool from snapshot.debian.org into $cache"
+        die "apt-get download $spec failed ($(grep -m1 -E '^E:' "$work/apt.err" || true)); run apt-get update, or if the version has left the mirror save $pool from snapshot.debian.org as $deb"
     fi
     local got
     got=$(find "$dl" -name '*.deb' | head -n 1)
