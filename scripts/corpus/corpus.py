@@ -15,7 +15,6 @@ import gzip
 import hashlib
 import html
 import html.parser
-import lzma
 import os
 import re
 import subprocess
