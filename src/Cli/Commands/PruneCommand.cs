@@ -2,6 +2,7 @@ using System.CommandLine;
 using MoECompress.Cli.Rendering;
 using MoECompress.Compression.Importance;
 using MoECompress.Compression.Pruning;
+using MoECompress.Compression.Quantization;
 using MoECompress.Compression.Reporting;
 
 namespace MoECompress.Cli.Commands;
@@ -21,10 +22,16 @@ internal static class PruneCommand
         var method = new Option<string?>("--method") { Description = $"Importance: {string.Join(", ", ExpertScorers.Names)} (default {Pruner.DefaultMethod})" };
         var global = new Option<bool>("--global") { Description = "Rank experts across layers, then equalise the per-layer count so stock runtimes load it" };
         var allowSuper = new Option<bool>("--allow-super-experts") { Description = "Allow removing super experts (protected by default)" };
+        var propagate = new Option<string?>("--propagate")
+        {
+            Description = "What feeds the next layer while statistics are measured: compressed (the pruned layer's outputs; one layer at a time) " +
+                          "or original. Default: compressed when the statistics are measured in this run (--data, no --global, not naee), else original",
+        };
+        var resume = new Option<bool>("--resume") { Description = "Continue an interrupted compressed-propagation prune from its journal beside <out> (same options); byte-identical to an uninterrupted run" };
         var shared = new CompressionOptions();
         var command = new Command("prune", "Remove the least important routed experts (same count in every MoE layer)")
         {
-            input, output, ratio, keep, method, global, allowSuper,
+            input, output, ratio, keep, method, global, allowSuper, propagate, resume,
         };
         foreach (var o in shared.All) command.Options.Add(o);
         command.SetAction(async (parse, ct) =>
@@ -39,6 +46,8 @@ internal static class PruneCommand
                 Method = parse.GetValue(method),
                 Global = parse.GetValue(global),
                 AllowSuperExperts = parse.GetValue(allowSuper),
+                Propagate = parse.GetValue(propagate) is { } p ? OptionChecks.ParseEnum<Propagation>(p, "--propagate") : null,
+                Resume = parse.GetValue(resume),
                 Profile = shared.ProfileRequest(parse),
                 Overwrite = parse.GetValue(shared.Overwrite),
                 DryRun = parse.GetValue(shared.DryRun),

@@ -116,7 +116,7 @@ public sealed record CompressionRecipe
 
     private static PruneStep Prune(RecipeReader r, JsonObject o, string where)
     {
-        r.Keys(o, where, "method", "ratio", "keep", "global", "allow_super_experts");
+        r.Keys(o, where, "method", "ratio", "keep", "global", "allow_super_experts", "propagate");
         return new PruneStep
         {
             Method = r.String(o, "method", where),
@@ -124,6 +124,7 @@ public sealed record CompressionRecipe
             Keep = r.Integer(o, "keep", where),
             Global = r.Bool(o, "global", where) ?? false,
             AllowSuperExperts = r.Bool(o, "allow_super_experts", where) ?? false,
+            Propagate = r.Enum<Quantization.Propagation>(o, "propagate", where),
         };
     }
 

@@ -21,11 +21,13 @@ public sealed record PruneStep : CompressionStep
     public bool Global { get; init; }
     /// <summary>Allow removing super experts.</summary>
     public bool AllowSuperExperts { get; init; }
+    /// <summary>Recipe key <c>propagate</c>: see <see cref="PruneOptions.Propagate"/> (null: compressed where possible).</summary>
+    public Quantization.Propagation? Propagate { get; init; }
 
     /// <summary>The <see cref="PruneOptions"/> of this step on <paramref name="model"/>.</summary>
     public PruneOptions ToOptions(string model, string? output, ProfileRequest profile, bool dryRun = false) => new()
     {
         Model = model, Output = output, Ratio = Ratio, Keep = Keep, Method = Method, Global = Global,
-        AllowSuperExperts = AllowSuperExperts, Profile = profile, DryRun = dryRun,
+        AllowSuperExperts = AllowSuperExperts, Propagate = Propagate, Profile = profile, DryRun = dryRun,
     };
 }

@@ -1,5 +1,6 @@
 using MoECompress.Compression.Calibration;
 using MoECompress.Compression.Importance;
+using MoECompress.Compression.Quantization;
 
 namespace MoECompress.Compression.Pruning;
 
@@ -40,6 +41,20 @@ public sealed record PruneOptions
     /// the result (the report says what that costs).
     /// </summary>
     public bool Global { get; init; }
+
+    /// <summary>
+    /// What feeds layer l+1 while the statistics are collected. <see cref="Propagation.Compressed"/>: the pruned layer
+    /// l's outputs (a sequential pass that decides each layer before measuring the next; see
+    /// <see cref="SequentialPrunePass"/>); <see cref="Propagation.Original"/>: the original model's (one calibration pass,
+    /// then every decision). Null (the default): compressed when the statistics are collected by this run from
+    /// <see cref="ProfileRequest.Data"/> with a method that needs no model run of its own and without
+    /// <see cref="Global"/>; original otherwise (a saved profile holds the original model's statistics).
+    /// </summary>
+    public Propagation? Propagate { get; init; }
+
+    /// <summary>Continue an interrupted run with compressed propagation from its journal (the layers it finished are not
+    /// run again; the output is byte-identical to an uninterrupted run's). Without it a leftover journal is an error.</summary>
+    public bool Resume { get; init; }
 
     /// <summary>Allow removing super experts (by default they are protected).</summary>
     public bool AllowSuperExperts { get; init; }

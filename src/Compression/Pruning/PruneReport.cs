@@ -53,6 +53,11 @@ public sealed record PruneReport
     public required IReadOnlyList<PrunedLayer> Layers { get; init; }
     /// <summary>Global pruning's choice and cost; null for uniform pruning.</summary>
     public GlobalPruningSummary? GlobalSummary { get; init; }
+    /// <summary>What fed each layer while its statistics were measured (see <see cref="PruneOptions.Propagate"/>).</summary>
+    public Quantization.Propagation Propagation { get; init; } = Quantization.Propagation.Original;
+    /// <summary>The statistics the decisions were made from (with compressed propagation: each layer measured after the
+    /// layers before it were pruned). Not part of the JSON report.</summary>
+    public Calibration.CalibrationProfile? Statistics { get; init; }
     /// <summary>Remarks (MTP proxy, NAEE data, ...).</summary>
     public IReadOnlyList<string> Notes { get; init; } = [];
     /// <summary>What the surgery wrote (sizes); null for a dry run.</summary>
@@ -117,6 +122,7 @@ public sealed record PruneReport
             ["groups"] = Groups,
             ["reduction"] = Math.Round(Reduction, 6),
             ["super_experts_protected"] = SuperExpertsProtected,
+            ["propagation"] = Propagation == Quantization.Propagation.Compressed ? "compressed" : "original",
             ["profile"] = ProfileJson(),
             ["layers"] = layers,
         };
@@ -192,6 +198,7 @@ public sealed record PruneReport
         var groups = Groups > 1 ? $", {Groups} expert groups" : "";
         sb.AppendLine(c, $"- Routed experts per MoE layer: {InputExperts} → {OutputExperts} ({Reduction:P1} removed; asked: {asked}); top-k {TopK}{groups}");
         sb.AppendLine(c, $"- Calibration: {Profile.Describe()}");
+        sb.AppendLine(c, $"- Propagation: {(Propagation == Quantization.Propagation.Compressed ? "compressed (one layer at a time: each layer measured on the outputs of the pruned layers before it)" : "original (every layer measured on the original model)")}");
         sb.AppendLine(c, $"- Super experts: {(SuperExpertsProtected ? "protected" : "not protected (--allow-super-experts)")}");
         if (Surgery is { } s)
             sb.AppendLine(c, $"- Size: {s.OutputTensorBytes:N0} of {s.InputTensorBytes:N0} tensor bytes ({s.SizeRatio:P1}), {s.TensorsWritten} tensors, written in {s.Elapsed.TotalSeconds:F1} s");

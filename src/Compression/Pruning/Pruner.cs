@@ -5,6 +5,7 @@ using MoECompress.Compression.Calibration;
 using MoECompress.Compression.Data;
 using MoECompress.Compression.Importance;
 using MoECompress.Compression.Model;
+using MoECompress.Compression.Quantization;
 using MoECompress.Compression.Surgery;
 using MoECompress.Formats.Errors;
 using MoECompress.Formats.Families;
@@ -70,53 +71,83 @@ public static class Pruner
         if (options.Profile.Profile is null || scorer.RequiresActivations)
             ModelEngine.EnsureSupported(checkpoint.Family, checkpoint.Config);
 
-        // Calibration statistics.
-        var profile = ProfileProvider.LoadOrCollect(checkpoint, options.Profile, progress, cancellationToken);
-        var source = new ProfileSource(options.Profile.Profile is null ? null : Path.GetFullPath(options.Profile.Profile),
-            profile.Data, profile.Tokens, profile.CreatedUtc);
-        var decoderLayers = profile.Layers.Select(l => l.Layer).ToList();
-        var protectedMap = options.AllowSuperExperts
-            ? new Dictionary<int, IReadOnlyCollection<int>>()
-            : profile.SuperExperts.Experts.GroupBy(s => s.Layer)
-                .ToDictionary(g => g.Key, g => (IReadOnlyCollection<int>)g.Select(s => s.Expert).Order().ToList());
-        IReadOnlyCollection<int> ProtectedIn(int layer) => protectedMap.TryGetValue(layer, out var p) ? p : [];
-        if (!options.Global)
-            foreach (var layer in decoderLayers)
-                KeptExpertChooser.CheckFeasible(layer, cfg.NumExperts, keep, groups, ProtectedIn(layer));
-
+        var compressed = ResolvePropagation(options, scorer);
+        if (options.Resume && !compressed)
+            throw new MoeCompressException(ErrorKind.Usage,
+                "--resume: only a prune with compressed propagation journals its layers; this one uses original propagation (--propagate original, --profile, --global or an activation-measuring method)");
         var notes = new List<string>();
-        CalibrationSet? tokens = null;
-        if (scorer.RequiresActivations)
-        {
-            tokens = options.Profile.LoadTokens(checkpoint, progress, cancellationToken);
-            notes.Add($"{scorer.Name} measured MoE block outputs on {tokens}");
-        }
-        var context = new ExpertScoringContext
-        {
-            Profile = profile,
-            Checkpoint = checkpoint,
-            Tokens = tokens,
-            Streaming = new StreamingOptions { MicroBatchTokens = options.Profile.MicroBatch },
-            Progress = progress,
-        };
-        progress?.Report($"scoring experts: {scorer.Name}");
-        var scores = scorer.Score(context, cancellationToken);
-
+        CalibrationProfile profile;
+        ExpertScores scores;
+        IReadOnlyDictionary<int, LayerSelection> selections;
+        IReadOnlyDictionary<int, IReadOnlyCollection<int>> protectedMap;
         GlobalPruningSummary? global = null;
         IReadOnlyDictionary<int, (int Keep, IReadOnlyList<int> Removed)>? allocation = null;
-        if (options.Global)
+        LayerPassJournal? journal = null;
+        if (compressed)
         {
-            (keep, global, allocation) = PlanGlobal(cfg, options, scores, decoderLayers, ProtectedIn, protectedMap);
-            progress?.Report($"global ranking: per-layer counts [{string.Join(", ", global.LayerKeep.OrderBy(kv => kv.Key).Select(kv => kv.Value))}] → E' = {keep}");
+            ModelEngine.EnsureSupported(checkpoint.Family, checkpoint.Config);
+            var set = options.Profile.LoadTokens(checkpoint, progress, cancellationToken);
+            if (output is not null && !options.DryRun)
+                journal = LayerPassJournal.Open(output, "prune", LayerPassJournal.Fingerprint(set, CalibrationProfile.CurrentToolVersion,
+                    Calibrator.Sha256Hex(checkpoint.ConfigPath), scorer.Name, keep.ToString(CultureInfo.InvariantCulture),
+                    options.AllowSuperExperts.ToString(), options.Profile.MicroBatch.ToString(CultureInfo.InvariantCulture)), options.Resume, "--resume");
+            progress?.Report($"sequential prune ({scorer.Name}, keep {keep} of {cfg.NumExperts}) over {checkpoint.Directory}: {set.Count} x {set.SeqLen} = {(long)set.Count * set.SeqLen:N0} tokens, " +
+                             "each layer decided before the next is measured (compressed propagation)");
+            var pass = SequentialPrunePass.Run(checkpoint, set, scorer, keep, options.AllowSuperExperts,
+                new StreamingOptions { MicroBatchTokens = options.Profile.MicroBatch }, journal, progress, cancellationToken);
+            (profile, scores, selections, protectedMap) = (pass.Profile, pass.Scores, pass.Selections, pass.Protected);
+            notes.Add("compressed propagation: each layer's statistics were measured on the outputs of the already-pruned layers before it; " +
+                      "super experts by the profile rule over the layers measured so far");
         }
+        else
+        {
+            // Calibration statistics of the original model (one pass, or a saved profile), then every decision.
+            profile = ProfileProvider.LoadOrCollect(checkpoint, options.Profile, progress, cancellationToken);
+            var decoderLayers = profile.Layers.Select(l => l.Layer).ToList();
+            var supers = options.AllowSuperExperts
+                ? new Dictionary<int, IReadOnlyCollection<int>>()
+                : profile.SuperExperts.Experts.GroupBy(s => s.Layer)
+                    .ToDictionary(g => g.Key, g => (IReadOnlyCollection<int>)g.Select(s => s.Expert).Order().ToList());
+            protectedMap = supers;
+            if (!options.Global)
+                foreach (var layer in decoderLayers)
+                    KeptExpertChooser.CheckFeasible(layer, cfg.NumExperts, keep, groups, supers.TryGetValue(layer, out var p) ? p : []);
 
-        progress?.Report($"choosing {keep} of {cfg.NumExperts} experts per layer: {scorer.Name}");
-        var selections = scorer.SelectKept(context, scores,
-            new KeepRequest { Keep = keep, Groups = groups, Protected = protectedMap, Layers = decoderLayers }, cancellationToken);
+            CalibrationSet? tokens = null;
+            if (scorer.RequiresActivations)
+            {
+                tokens = options.Profile.LoadTokens(checkpoint, progress, cancellationToken);
+                notes.Add($"{scorer.Name} measured MoE block outputs on {tokens}");
+            }
+            var context = new ExpertScoringContext
+            {
+                Profile = profile,
+                Checkpoint = checkpoint,
+                Tokens = tokens,
+                Streaming = new StreamingOptions { MicroBatchTokens = options.Profile.MicroBatch },
+                Progress = progress,
+            };
+            progress?.Report($"scoring experts: {scorer.Name}");
+            scores = scorer.Score(context, cancellationToken);
+
+            if (options.Global)
+            {
+                (keep, global, allocation) = PlanGlobal(cfg, options, scores, decoderLayers, l => supers.TryGetValue(l, out var p) ? p : [], supers);
+                progress?.Report($"global ranking: per-layer counts [{string.Join(", ", global.LayerKeep.OrderBy(kv => kv.Key).Select(kv => kv.Value))}] → E' = {keep}");
+            }
+
+            progress?.Report($"choosing {keep} of {cfg.NumExperts} experts per layer: {scorer.Name}");
+            selections = scorer.SelectKept(context, scores,
+                new KeepRequest { Keep = keep, Groups = groups, Protected = supers, Layers = decoderLayers }, cancellationToken);
+        }
+        var source = new ProfileSource(options.Profile.Profile is null ? null : Path.GetFullPath(options.Profile.Profile),
+            profile.Data, profile.Tokens, profile.CreatedUtc);
+        var decoderLayersAll = profile.Layers.Select(l => l.Layer).ToList();
+        IReadOnlyCollection<int> ProtectedIn(int layer) => protectedMap.TryGetValue(layer, out var p) ? p : [];
 
         var layers = new List<PrunedLayer>();
         var plan = new SortedDictionary<int, IReadOnlyList<OutputExpert>>();
-        foreach (var layer in decoderLayers)
+        foreach (var layer in decoderLayersAll)
         {
             var selection = selections.TryGetValue(layer, out var s) ? s
                 : throw new MoeCompressException(ErrorKind.Internal, $"{scorer.Name} made no decision for layer {layer}");
@@ -171,6 +202,8 @@ public static class Pruner
             SuperExpertsProtected = !options.AllowSuperExperts,
             Layers = layers,
             GlobalSummary = global,
+            Propagation = compressed ? Propagation.Compressed : Propagation.Original,
+            Statistics = profile,
             Notes = notes,
         };
         if (options.DryRun)
@@ -184,7 +217,35 @@ public static class Pruner
         var surgery = ExpertSurgery.Write(checkpoint, new ExpertSurgeryPlan { Layers = plan, Operation = "prune" }, output!,
             new ExpertSurgeryOptions { Overwrite = options.Overwrite, MaxShardBytes = options.MaxShardBytes, ManifestProperties = manifest },
             progress, cancellationToken);
+        journal?.Delete();
         return report with { Output = surgery.OutputDirectory, Surgery = surgery, ElapsedSeconds = clock.Elapsed.TotalSeconds };
+    }
+
+    /// <summary>The journal folder a compressed-propagation prune writing <paramref name="output"/> keeps beside it until it
+    /// finishes (what <see cref="PruneOptions.Resume"/> continues).</summary>
+    public static string JournalDirectory(string output) => LayerPassJournal.PathFor(output, "prune");
+
+    /// <summary>True when <paramref name="options"/> prune with compressed propagation: one sequential pass that measures
+    /// each layer after pruning the ones before it (see <see cref="PruneOptions.Propagate"/>).</summary>
+    /// <exception cref="MoeCompressException">Usage: an unknown method, or compressed propagation asked for where it cannot be honoured.</exception>
+    public static bool UsesCompressedPropagation(PruneOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return ResolvePropagation(options, ExpertScorers.Get(options.Method ?? DefaultMethod, new ExpertScorerOptions()));
+    }
+
+    /// <summary>True for compressed propagation (see <see cref="PruneOptions.Propagate"/>); an explicit
+    /// <see cref="Propagation.Compressed"/> the options cannot honour is a usage error naming the option in the way.</summary>
+    private static bool ResolvePropagation(PruneOptions options, IExpertScorer scorer)
+    {
+        string? obstacle = options.Profile.Profile is not null || options.Profile.Loaded is not null
+                ? "--profile holds statistics of the original model; give --data to measure each layer after pruning the ones before it"
+            : options.Global ? "--global ranks the experts of all layers together, so every layer must be measured before any is pruned"
+            : scorer.RequiresActivations ? $"--method {scorer.Name} runs the model for its own search; use --propagate original"
+            : null;
+        if (options.Propagate == Propagation.Compressed && obstacle is not null)
+            throw new MoeCompressException(ErrorKind.Usage, $"--propagate compressed: {obstacle}");
+        return options.Propagate != Propagation.Original && obstacle is null;
     }
 
     /// <summary>

@@ -135,6 +135,18 @@ public static class QualityStudy
                     rows.Add(Step("propagation", $"mixed GPTQ per {granularity.ToString().ToLowerInvariant()}, {name}", "2.5 bits", dir =>
                         $"{Quantizer.Run(Q(dir, p) with { Bits = 2.5, Granularity = granularity }, progress, cancellationToken).AverageBits:0.###} avg bits"));
             }
+            // Pruning measures each layer on the pruned (compressed) or the original layers before it; the same tokens as
+            // the general profile (bundled set, same samples, length and seed).
+            foreach (var ratio in options.Ratios)
+                foreach (var p in new[] { Propagation.Compressed, Propagation.Original })
+                    rows.Add(Step("propagation", $"prune {Pruner.DefaultMethod}, {p.ToString().ToLowerInvariant()}", Pct(ratio), dir =>
+                    {
+                        var r = Pruner.Run(new PruneOptions
+                        {
+                            Model = model, Output = dir, Ratio = ratio, Profile = generalRequest with { Profile = null }, Propagate = p,
+                        }, progress, cancellationToken);
+                        return $"{r.InputExperts}→{r.OutputExperts} experts";
+                    }));
         }
 
         var report = new QualityStudyReport(model, options, domains.Select(Path.GetFileNameWithoutExtension).ToList()!, rows, clock.Elapsed.TotalSeconds);
