@@ -36,7 +36,7 @@ public sealed class EngineAgreementTests : IDisposable
         };
         var encoder = new SentencePieceEncoder(options.TokenizerModelPath);
         using (var model = new MixtralTrainingModel(options, encoder.VocabularySize, seed: 23))
-            MixtralCheckpointExporter.Export(model, encoder, options.TokenizerModelPath, dir);
+            ReferenceCheckpointExporter.Export(model, encoder, options.TokenizerModelPath, dir);
 
         using var trainingModel = MixtralCheckpointLoader.Load(dir);
         var ids = encoder.Encode("The experts of a mixture route each token; def f(x): return x * 2").Prepend(encoder.BosId).Take(24).ToArray();
