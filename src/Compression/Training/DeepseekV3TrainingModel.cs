@@ -25,39 +25,20 @@ public sealed class DeepseekV3TrainingModel : ReferenceTrainingModel
     /// (o_proj and down projections scaled by 1/√(2·layers)); norms start at one, correction biases at zero.</summary>
     public DeepseekV3TrainingModel(ReferenceModelOptions options, long vocabularySize, long seed) : base(options, vocabularySize)
     {
-        var (init, initOutput) = Initialisers(options, seed);
-        embed_tokens = new Parameter(init([VocabularySize, options.HiddenSize]));
-        var list = new List<TrainingDeepseekDecoderLayer>();
-        for (int l = 0; l < options.Layers; l++)
-            list.Add(new TrainingDeepseekDecoderLayer($"layer{l}", l, options, init, initOutput));
-        layers = new ModuleList<TrainingDeepseekDecoderLayer>(list.ToArray());
-        norm = new TrainingRmsNorm("norm", options.HiddenSize, options.RmsNormEps);
-        if (!options.TieWordEmbeddings)
-            lm_head = new Parameter(init([VocabularySize, options.HiddenSize]));
+        (embed_tokens, layers, norm, lm_head) = BuildModel(seed, (l, init, initOutput) => new TrainingDeepseekDecoderLayer($"layer{l}", l, options, init, initOutput));
         RegisterComponents();
     }
 
-    public override TrainingForwardResult Forward(Tensor inputIds)
+    public override TrainingForwardResult Forward(Tensor inputIds) => Forward(inputIds, embed_tokens, norm, lm_head, (x, routers) =>
     {
-        using var scope = NewDisposeScope();
-        var x = embed_tokens.index_select(0, inputIds.flatten()).view(inputIds.shape[0], inputIds.shape[1], -1);
-        var routers = new List<SparseMoeBlockOutput>();
         foreach (var layer in layers)
         {
             var (output, router) = layer.Forward(x);
             x = output;
             if (router is not null) routers.Add(router);
         }
-        x = norm.forward(x);
-        var logits = TrainingLinear.Apply(x, lm_head ?? embed_tokens, Options.Bf16Matmuls);
-        foreach (var r in routers)
-        {
-            r.RouterLogits.MoveToOuterDisposeScope();
-            r.RouterProbabilities.MoveToOuterDisposeScope();
-            r.SelectedExperts.MoveToOuterDisposeScope();
-        }
-        return new TrainingForwardResult(logits.MoveToOuterDisposeScope(), routers);
-    }
+        return x;
+    });
 
     /// <summary>The MoE blocks, in layer order (the order of <see cref="TrainingForwardResult.Routers"/>).</summary>
     public IEnumerable<TrainingDeepseekMoeBlock> MoEBlocks() => layers.Select(l => l.moe).OfType<TrainingDeepseekMoeBlock>();

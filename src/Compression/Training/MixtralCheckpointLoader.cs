@@ -14,11 +14,8 @@ public static class MixtralCheckpointLoader
         var c = ReferenceCheckpointLoader.ReadConfig(checkpointDirectory);
         if (c.String("model_type") != "mixtral")
             throw new MoeCompressException(ErrorKind.InvalidConfig, $"'{c.Path}': model_type must be \"mixtral\"");
-        var options = new ReferenceModelOptions
+        var options = ReferenceCheckpointLoader.OptionsFor(checkpointDirectory) with
         {
-            TrainDataDirectory = "",
-            TokenizerModelPath = Path.Combine(checkpointDirectory, "tokenizer.model"),
-            OutputDirectory = checkpointDirectory,
             Layers = c.Int("num_hidden_layers"),
             HiddenSize = c.Int("hidden_size"),
             IntermediateSize = c.Int("intermediate_size"),
@@ -30,7 +27,6 @@ public static class MixtralCheckpointLoader
             RopeTheta = c.Double("rope_theta", 1e6),
             RmsNormEps = c.Double("rms_norm_eps", 1e-5),
             SequenceLength = c.Int("max_position_embeddings"),
-            Bf16Matmuls = false,
         };
         if (c.Node("head_dim") is { } hd && hd.GetValue<int>() != options.HiddenSize / options.AttentionHeads)
             throw new MoeCompressException(ErrorKind.InvalidConfig,

@@ -23,42 +23,21 @@ public sealed class MixtralTrainingModel : ReferenceTrainingModel
     /// (output projections o_proj and w2 scaled by 1/√(2·layers)); norms start at one.</summary>
     public MixtralTrainingModel(ReferenceModelOptions options, long vocabularySize, long seed) : base(options, vocabularySize)
     {
-        var (Init, InitOutput) = Initialisers(options, seed);
-
-        // No dispose scope here: the parameters wrap these tensors and must outlive construction.
-        embed_tokens = new Parameter(Init([VocabularySize, options.HiddenSize]));
-        var list = new List<TrainingDecoderLayer>();
-        for (int l = 0; l < options.Layers; l++)
-            list.Add(new TrainingDecoderLayer($"layer{l}", options, Init, InitOutput));
-        layers = new ModuleList<TrainingDecoderLayer>(list.ToArray());
-        norm = new TrainingRmsNorm("norm", options.HiddenSize, options.RmsNormEps);
-        if (!options.TieWordEmbeddings)
-            lm_head = new Parameter(Init([VocabularySize, options.HiddenSize]));
+        (embed_tokens, layers, norm, lm_head) = BuildModel(seed, (l, init, initOutput) => new TrainingDecoderLayer($"layer{l}", options, init, initOutput));
         RegisterComponents();
     }
 
     /// <summary>Forward pass over token ids [B, T] (int64).</summary>
-    public override TrainingForwardResult Forward(Tensor inputIds)
+    public override TrainingForwardResult Forward(Tensor inputIds) => Forward(inputIds, embed_tokens, norm, lm_head, (x, routers) =>
     {
-        using var scope = NewDisposeScope();
-        var x = embed_tokens.index_select(0, inputIds.flatten()).view(inputIds.shape[0], inputIds.shape[1], -1);
-        var routers = new List<SparseMoeBlockOutput>();
         foreach (var layer in layers)
         {
             var result = layer.Forward(x);
             x = result.Output;
             routers.Add(result);
         }
-        x = norm.forward(x);
-        var logits = TrainingLinear.Apply(x, lm_head ?? embed_tokens, Options.Bf16Matmuls);
-        foreach (var r in routers)
-        {
-            r.RouterLogits.MoveToOuterDisposeScope();
-            r.RouterProbabilities.MoveToOuterDisposeScope();
-            r.SelectedExperts.MoveToOuterDisposeScope();
-        }
-        return new TrainingForwardResult(logits.MoveToOuterDisposeScope(), routers);
-    }
+        return x;
+    });
 
     /// <summary>
     /// Every parameter under its Hugging Face MixtralForCausalLM name and shape (experts split out of the stacked

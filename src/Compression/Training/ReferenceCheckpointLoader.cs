@@ -46,11 +46,8 @@ public static class ReferenceCheckpointLoader
         Require(c.Int("num_nextn_predict_layers", 0) == 0, "num_nextn_predict_layers", "is not 0 (MTP layers)");
         Require(c.Int("num_key_value_heads", c.Int("num_attention_heads")) == c.Int("num_attention_heads"), "num_key_value_heads",
             "differs from num_attention_heads");
-        return new ReferenceModelOptions
+        return OptionsFor(dir) with
         {
-            TrainDataDirectory = "",
-            TokenizerModelPath = Path.Combine(dir, "tokenizer.model"),
-            OutputDirectory = dir,
             Layout = ReferenceModelLayout.DeepseekV3,
             Layers = c.Int("num_hidden_layers"),
             HiddenSize = c.Int("hidden_size"),
@@ -70,9 +67,17 @@ public static class ReferenceCheckpointLoader
             RopeTheta = c.Double("rope_theta", 10000.0),
             RmsNormEps = c.Double("rms_norm_eps", 1e-6),
             SequenceLength = c.Int("max_position_embeddings"),
-            Bf16Matmuls = false,
         };
     }
+
+    /// <summary>Options of a model loaded from <paramref name="dir"/> (no training data; its tokenizer; fp32 products); the caller adds the architecture.</summary>
+    internal static ReferenceModelOptions OptionsFor(string dir) => new()
+    {
+        TrainDataDirectory = "",
+        TokenizerModelPath = Path.Combine(dir, "tokenizer.model"),
+        OutputDirectory = dir,
+        Bf16Matmuls = false,
+    };
 
     /// <summary>Copies every tensor of <paramref name="model"/>'s Hugging Face names from the checkpoint; eval mode. Disposes the model on failure.</summary>
     internal static TModel LoadWeights<TModel>(TModel model, string checkpointDirectory) where TModel : ReferenceTrainingModel

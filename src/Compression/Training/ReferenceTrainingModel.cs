@@ -65,10 +65,49 @@ public abstract class ReferenceTrainingModel : nn.Module
     }
 
     /// <summary>
+    /// The forward pass shared by the layouts: embedding lookup of <paramref name="inputIds"/> [B, T], the decoder layers
+    /// (<paramref name="decoder"/>: hidden state in, hidden state out, adding each MoE layer's router output to the list),
+    /// the final norm and the LM head (<paramref name="lmHead"/>, or the embedding when tied).
+    /// </summary>
+    protected TrainingForwardResult Forward(Tensor inputIds, Parameter embedTokens, TrainingRmsNorm norm, Parameter? lmHead,
+        Func<Tensor, List<SparseMoeBlockOutput>, Tensor> decoder)
+    {
+        using var scope = NewDisposeScope();
+        var x = embedTokens.index_select(0, inputIds.flatten()).view(inputIds.shape[0], inputIds.shape[1], -1);
+        var routers = new List<SparseMoeBlockOutput>();
+        x = decoder(x, routers);
+        x = norm.forward(x);
+        var logits = TrainingLinear.Apply(x, lmHead ?? embedTokens, Options.Bf16Matmuls);
+        foreach (var r in routers)
+        {
+            r.RouterLogits.MoveToOuterDisposeScope();
+            r.RouterProbabilities.MoveToOuterDisposeScope();
+            r.SelectedExperts.MoveToOuterDisposeScope();
+        }
+        return new TrainingForwardResult(logits.MoveToOuterDisposeScope(), routers);
+    }
+
+    /// <summary>
+    /// The parts shared by the layouts, initialised in this order from <paramref name="seed"/>'s generator: the embedding,
+    /// the decoder layers (<paramref name="layer"/>(index, init, initOutput) for each), the final norm and, untied, the LM head.
+    /// </summary>
+    protected (Parameter Embedding, ModuleList<TLayer> Layers, TrainingRmsNorm Norm, Parameter? LmHead) BuildModel<TLayer>(long seed,
+        Func<int, Func<long[], Tensor>, Func<long[], Tensor>, TLayer> layer) where TLayer : nn.Module
+    {
+        var (init, initOutput) = Initialisers(Options, seed);
+        // No dispose scope here: the parameters wrap these tensors and must outlive construction.
+        var embedding = new Parameter(init([VocabularySize, Options.HiddenSize]));
+        var layers = new ModuleList<TLayer>(Enumerable.Range(0, Options.Layers).Select(l => layer(l, init, initOutput)).ToArray());
+        var norm = new TrainingRmsNorm("norm", Options.HiddenSize, Options.RmsNormEps);
+        var lmHead = Options.TieWordEmbeddings ? null : new Parameter(init([VocabularySize, Options.HiddenSize]));
+        return (embedding, layers, norm, lmHead);
+    }
+
+    /// <summary>
     /// The initialisers of a model seeded with <paramref name="seed"/>: N(0, initializer_range²), and for output
     /// projections N(0, (initializer_range/√(2·layers))²), drawn in call order from one generator.
     /// </summary>
-    protected static (Func<long[], Tensor> Init, Func<long[], Tensor> InitOutput) Initialisers(ReferenceModelOptions options, long seed)
+    private static (Func<long[], Tensor> Init, Func<long[], Tensor> InitOutput) Initialisers(ReferenceModelOptions options, long seed)
     {
         var generator = new Generator((ulong)seed);
         double std = options.InitializerRange;
