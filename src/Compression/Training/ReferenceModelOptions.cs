@@ -37,7 +37,8 @@ public sealed record ReferenceModelOptions
     /// <summary>Domains to train on (file stems in <see cref="TrainDataDirectory"/>); empty = every *.txt there, sorted.</summary>
     public IReadOnlyList<string> Domains { get; init; } = [];
 
-    /// <summary>Architecture; the options after <see cref="FirstDenseLayers"/> apply to <see cref="ReferenceModelLayout.DeepseekV3"/> only.</summary>
+    /// <summary>Architecture. <see cref="FirstDenseLayers"/> … <see cref="SequenceAuxLossCoefficient"/> apply to
+    /// <see cref="ReferenceModelLayout.DeepseekV3"/> only, <see cref="KeyValueHeads"/> and <see cref="AuxLossCoefficient"/> to Mixtral only.</summary>
     public ReferenceModelLayout Layout { get; init; } = ReferenceModelLayout.Mixtral;
 
     public int Layers { get; init; } = 4;
