@@ -17,13 +17,30 @@ internal static class TrainReferenceCommand
         var trainData = new Option<string>("--train-data") { Description = "Folder of <domain>.txt training files", Required = true };
         var tokenizer = new Option<string>("--tokenizer") { Description = "SentencePiece tokenizer.model", Required = true };
         var output = new Option<string>("--output") { Description = "Folder to create for the trained checkpoint", Required = true };
+        var layout = new Option<string>("--layout")
+        {
+            Description = "Architecture: mixtral (MixtralForCausalLM, the default) or deepseek-v3 (DeepseekV3ForCausalLM: MLA, dense first " +
+                          "layers, fine-grained routed + shared experts, sigmoid routing balanced by e_score_correction_bias updates)",
+            DefaultValueFactory = _ => "mixtral",
+        };
+        layout.AcceptOnlyFromAmong("mixtral", "deepseek-v3");
         var layers = Int("--layers", "Decoder layers", d.Layers);
         var hidden = Int("--hidden", "Hidden size", d.HiddenSize);
-        var intermediate = Int("--intermediate", "Expert intermediate size", d.IntermediateSize);
+        var intermediate = Int("--intermediate", "Expert intermediate size (deepseek-v3: routed expert width, moe_intermediate_size)", d.IntermediateSize);
         var experts = Int("--experts", "Experts per layer", d.Experts);
         var topK = Int("--top-k", "Experts per token", d.TopK);
         var heads = Int("--heads", "Attention heads", d.AttentionHeads);
-        var kvHeads = Int("--kv-heads", "Key/value heads", d.KeyValueHeads);
+        var kvHeads = Int("--kv-heads", "Key/value heads (mixtral)", d.KeyValueHeads);
+        var denseLayers = Int("--dense-layers", "deepseek-v3: leading dense layers (first_k_dense_replace)", d.FirstDenseLayers);
+        var denseIntermediate = Int("--dense-intermediate", "deepseek-v3: intermediate size of the dense layers", d.DenseIntermediateSize);
+        var sharedExperts = Int("--shared-experts", "deepseek-v3: shared experts per MoE layer", d.SharedExperts);
+        var kvLoraRank = Int("--kv-lora-rank", "deepseek-v3: latent key/value rank (queries use a plain q_proj)", d.KvLoraRank);
+        var qkNope = Int("--qk-nope-dim", "deepseek-v3: per-head query/key width without rotary embedding", d.QkNopeHeadDim);
+        var qkRope = Int("--qk-rope-dim", "deepseek-v3: per-head query/key width with rotary embedding", d.QkRopeHeadDim);
+        var vHead = Int("--v-head-dim", "deepseek-v3: per-head value width", d.VHeadDim);
+        var routedScaling = Double("--routed-scaling", "deepseek-v3: routed_scaling_factor on the renormalised routing weights", d.RoutedScalingFactor);
+        var biasUpdate = Double("--bias-update-rate", "deepseek-v3: γ of the auxiliary-loss-free balancing (bias += γ·sign(mean load − load) per step; 0 = off)", d.BiasUpdateRate);
+        var seqAux = Double("--seq-aux-loss", "deepseek-v3: sequence-wise balance loss coefficient (0 = off)", d.SequenceAuxLossCoefficient);
         var seqLen = Int("--seq-len", "Training window in tokens", d.SequenceLength);
         var batch = Int("--batch", "Windows per step", d.BatchSize);
         var steps = Int("--steps", "Optimiser steps (fixed: the run is deterministic)", d.Steps);
@@ -31,7 +48,7 @@ internal static class TrainReferenceCommand
         var lr = Double("--lr", "Peak learning rate", d.LearningRate);
         var minLr = Double("--min-lr", "Final learning rate (cosine decay)", d.MinLearningRate);
         var weightDecay = Double("--weight-decay", "AdamW decoupled weight decay", d.WeightDecay);
-        var auxLoss = Double("--aux-loss", "Load-balancing loss coefficient", d.AuxLossCoefficient);
+        var auxLoss = Double("--aux-loss", "Load-balancing loss coefficient (mixtral)", d.AuxLossCoefficient);
         var zLoss = Double("--z-loss", "Router z-loss coefficient", d.RouterZLossCoefficient);
         var bf16 = new Option<bool>("--bf16") { Description = "Matrix products in bf16 (faster where the CPU supports it)" };
         var noBf16 = new Option<bool>("--no-bf16") { Description = "Matrix products in fp32 (the default)" };
@@ -45,7 +62,9 @@ internal static class TrainReferenceCommand
         var json = new Option<bool>("--json") { Description = "Print the result as JSON" };
         var command = new Command("train-reference", "Train the small reference MoE (the bundled demo model) from scratch, deterministically")
         {
-            trainData, tokenizer, output, layers, hidden, intermediate, experts, topK, heads, kvHeads, seqLen, batch, steps,
+            trainData, tokenizer, output, layout, layers, hidden, intermediate, experts, topK, heads, kvHeads,
+            denseLayers, denseIntermediate, sharedExperts, kvLoraRank, qkNope, qkRope, vHead, routedScaling, biasUpdate, seqAux,
+            seqLen, batch, steps,
             warmup, lr, minLr, weightDecay, auxLoss, zLoss, bf16, noBf16, seed, threads, logEvery,
             checkpointEvery, checkpointMinutes, checkpointDir, resume, json,
         };
@@ -53,8 +72,22 @@ internal static class TrainReferenceCommand
         {
             if (parse.GetValue(bf16) && parse.GetValue(noBf16))
                 throw OptionChecks.Usage("--bf16", "cannot be combined with --no-bf16");
+            var deepseek = parse.GetValue(layout) == "deepseek-v3";
+            // Options of the other layout are refused rather than silently ignored.
+            Option[] otherLayout = deepseek
+                ? [kvHeads, auxLoss]
+                : [denseLayers, denseIntermediate, sharedExperts, kvLoraRank, qkNope, qkRope, vHead, routedScaling, biasUpdate, seqAux];
+            foreach (var option in otherLayout)
+                if (parse.GetResult(option) is { Implicit: false })
+                    throw OptionChecks.Usage(option.Name, $"does not apply to --layout {parse.GetValue(layout)}");
             var options = new ReferenceModelOptions
             {
+                Layout = deepseek ? ReferenceModelLayout.DeepseekV3 : ReferenceModelLayout.Mixtral,
+                FirstDenseLayers = parse.GetValue(denseLayers), DenseIntermediateSize = parse.GetValue(denseIntermediate),
+                SharedExperts = parse.GetValue(sharedExperts), KvLoraRank = parse.GetValue(kvLoraRank),
+                QkNopeHeadDim = parse.GetValue(qkNope), QkRopeHeadDim = parse.GetValue(qkRope), VHeadDim = parse.GetValue(vHead),
+                RoutedScalingFactor = parse.GetValue(routedScaling), BiasUpdateRate = parse.GetValue(biasUpdate),
+                SequenceAuxLossCoefficient = parse.GetValue(seqAux),
                 TrainDataDirectory = parse.GetValue(trainData)!,
                 TokenizerModelPath = parse.GetValue(tokenizer)!,
                 OutputDirectory = parse.GetValue(output)!,

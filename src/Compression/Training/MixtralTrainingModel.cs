@@ -12,72 +12,38 @@ namespace MoECompress.Compression.Training;
 /// run in bf16 (<see cref="ReferenceModelOptions.Bf16Matmuls"/>). <see cref="NamedHuggingFaceTensors"/> maps every
 /// parameter to its HF tensor name.
 /// </summary>
-public sealed class MixtralTrainingModel : nn.Module
+public sealed class MixtralTrainingModel : ReferenceTrainingModel
 {
-    private readonly ReferenceModelOptions options;
-
     public Parameter embed_tokens;
     public ModuleList<TrainingDecoderLayer> layers;
     public TrainingRmsNorm norm;
     public Parameter? lm_head;
 
-    public ReferenceModelOptions Options => options;
-
     /// <summary>Builds the model with weights ~ N(0, initializer_range²) drawn from a generator seeded with <paramref name="seed"/>
     /// (output projections o_proj and w2 scaled by 1/√(2·layers)); norms start at one.</summary>
-    public MixtralTrainingModel(ReferenceModelOptions options, long vocabularySize, long seed) : base("model")
+    public MixtralTrainingModel(ReferenceModelOptions options, long vocabularySize, long seed) : base(options, vocabularySize)
     {
-        this.options = options;
-        VocabularySize = vocabularySize;
-        var generator = new Generator((ulong)seed);
-        double std = options.InitializerRange;
-        double outStd = std / Math.Sqrt(2.0 * options.Layers);
-        Tensor Init(long[] shape) => torch.randn(shape, dtype: ScalarType.Float32, generator: generator).Times_(std);
-        Tensor InitOutput(long[] shape) => torch.randn(shape, dtype: ScalarType.Float32, generator: generator).Times_(outStd);
-
-        // No dispose scope here: the parameters wrap these tensors and must outlive construction.
-        embed_tokens = new Parameter(Init([VocabularySize, options.HiddenSize]));
-        var list = new List<TrainingDecoderLayer>();
-        for (int l = 0; l < options.Layers; l++)
-            list.Add(new TrainingDecoderLayer($"layer{l}", options, Init, InitOutput));
-        layers = new ModuleList<TrainingDecoderLayer>(list.ToArray());
-        norm = new TrainingRmsNorm("norm", options.HiddenSize, options.RmsNormEps);
-        if (!options.TieWordEmbeddings)
-            lm_head = new Parameter(Init([VocabularySize, options.HiddenSize]));
+        (embed_tokens, layers, norm, lm_head) = BuildModel(seed, (l, init, initOutput) => new TrainingDecoderLayer($"layer{l}", options, init, initOutput));
         RegisterComponents();
     }
 
-    /// <summary>Vocabulary size (rows of the embedding and the LM head).</summary>
-    public long VocabularySize { get; }
-
     /// <summary>Forward pass over token ids [B, T] (int64).</summary>
-    public MixtralForwardResult Forward(Tensor inputIds)
+    public override TrainingForwardResult Forward(Tensor inputIds) => Forward(inputIds, embed_tokens, norm, lm_head, (x, routers) =>
     {
-        using var scope = NewDisposeScope();
-        var x = embed_tokens.index_select(0, inputIds.flatten()).view(inputIds.shape[0], inputIds.shape[1], -1);
-        var routers = new List<SparseMoeBlockOutput>();
         foreach (var layer in layers)
         {
             var result = layer.Forward(x);
             x = result.Output;
             routers.Add(result);
         }
-        x = norm.forward(x);
-        var logits = TrainingLinear.Apply(x, lm_head ?? embed_tokens, options.Bf16Matmuls);
-        foreach (var r in routers)
-        {
-            r.RouterLogits.MoveToOuterDisposeScope();
-            r.RouterProbabilities.MoveToOuterDisposeScope();
-            r.SelectedExperts.MoveToOuterDisposeScope();
-        }
-        return new MixtralForwardResult(logits.MoveToOuterDisposeScope(), routers);
-    }
+        return x;
+    });
 
     /// <summary>
     /// Every parameter under its Hugging Face MixtralForCausalLM name and shape (experts split out of the stacked
     /// tensors). The tensors are new views/copies owned by the caller's dispose scope.
     /// </summary>
-    public IEnumerable<(string Name, Tensor Tensor)> NamedHuggingFaceTensors()
+    public override IEnumerable<(string Name, Tensor Tensor)> NamedHuggingFaceTensors()
     {
         yield return ("model.embed_tokens.weight", embed_tokens);
         for (int l = 0; l < layers.Count; l++)
@@ -92,7 +58,7 @@ public sealed class MixtralTrainingModel : nn.Module
             yield return (p + "post_attention_layernorm.weight", layer.post_attention_layernorm.weight);
             var moe = layer.block_sparse_moe;
             yield return (p + "block_sparse_moe.gate.weight", moe.gate);
-            for (int e = 0; e < options.Experts; e++)
+            for (int e = 0; e < Options.Experts; e++)
             {
                 yield return (p + $"block_sparse_moe.experts.{e}.w1.weight", moe.w1[e]);
                 yield return (p + $"block_sparse_moe.experts.{e}.w2.weight", moe.w2[e]);
@@ -103,13 +69,12 @@ public sealed class MixtralTrainingModel : nn.Module
         if (lm_head is not null) yield return ("lm_head.weight", lm_head);
     }
 
-    /// <summary>Parameters that receive weight decay (matrices) and those that do not (norm scales).</summary>
-    public (List<Parameter> Decay, List<Parameter> NoDecay) ParameterGroups()
-    {
-        var decay = new List<Parameter>();
-        var noDecay = new List<Parameter>();
-        foreach (var p in parameters())
-            (p.dim() >= 2 ? decay : noDecay).Add(p);
-        return (decay, noDecay);
-    }
+    public override System.Text.Json.Nodes.JsonObject HuggingFaceConfig(int bosId, int eosId) =>
+        ReferenceCheckpointExporter.BuildMixtralConfig(Options, VocabularySize, bosId, eosId);
+
+    /// <summary>Mean over layers of the Switch load-balancing loss (<see cref="LoadBalancingLoss.Compute"/>).</summary>
+    public override Tensor BalanceLoss(TrainingForwardResult forward) =>
+        torch.stack(forward.Routers.Select(r => LoadBalancingLoss.Compute(r.RouterProbabilities, r.SelectedExperts)).ToArray()).mean();
+
+    public override double BalanceLossCoefficient => Options.AuxLossCoefficient;
 }

@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace MoECompress.Compression.Training;
 
 /// <summary>
-/// Held-out evaluation of a <see cref="MixtralTrainingModel"/> per domain, with the training model's own forward in
+/// Held-out evaluation of a <see cref="ReferenceTrainingModel"/> per domain, with the training model's own forward in
 /// eval mode (fp32, no gradients): perplexity, an add-one-smoothed unigram baseline fitted on the domain's training
 /// split with the same tokenizer, and per-layer expert usage.
 /// <para>Protocol: the held-out text is chunked and tokenized exactly as for training (<see cref="TextChunker"/>,
@@ -15,7 +15,7 @@ namespace MoECompress.Compression.Training;
 /// </summary>
 public static class ReferenceModelEvaluator
 {
-    public static ReferenceEvaluationReport Evaluate(MixtralTrainingModel model, SentencePieceEncoder encoder,
+    public static ReferenceEvaluationReport Evaluate(ReferenceTrainingModel model, SentencePieceEncoder encoder,
         string heldOutDirectory, string trainDirectory, IReadOnlyList<string> domains, int chunkCharacters = 2000,
         int batchSize = 8, IProgress<string>? progress = null, CancellationToken ct = default)
     {
@@ -29,15 +29,15 @@ public static class ReferenceModelEvaluator
             progress?.Report($"{domain}: perplexity {result.Perplexity:F2}, unigram {result.UnigramPerplexity:F1} on {result.ScoredTokens:N0} tokens");
             results.Add(result);
         }
-        return new ReferenceEvaluationReport(results, model.Options.Layers, model.Options.Experts);
+        return new ReferenceEvaluationReport(results, model.MoELayers, model.Options.Experts);
     }
 
     /// <summary>Scores one token stream (see the class remarks for the protocol).</summary>
-    public static DomainEvaluation EvaluateTokens(MixtralTrainingModel model, string domain, int[] tokens, int bosId,
+    public static DomainEvaluation EvaluateTokens(ReferenceTrainingModel model, string domain, int[] tokens, int bosId,
         UnigramModel unigram, int batchSize = 8, CancellationToken ct = default)
     {
         int t = model.Options.SequenceLength;
-        int layers = model.Options.Layers, experts = model.Options.Experts;
+        int layers = model.MoELayers, experts = model.Options.Experts;
         var usage = new long[layers, experts];
         double nll = 0, unigramNll = 0;
         long scored = 0;

@@ -3,9 +3,23 @@ using System.Text.Json.Serialization;
 
 namespace MoECompress.Compression.Training;
 
+/// <summary>The architecture a reference model is trained and exported in.</summary>
+public enum ReferenceModelLayout
+{
+    /// <summary>MixtralForCausalLM: GQA attention, every layer a softmax top-k MoE, Switch load-balancing loss.</summary>
+    Mixtral,
+
+    /// <summary>
+    /// DeepseekV3ForCausalLM (the layout of DeepSeek-V3/R1 and Kimi K2): multi-head latent attention with a plain q_proj,
+    /// the first <see cref="ReferenceModelOptions.FirstDenseLayers"/> layers dense, then fine-grained routed experts plus
+    /// shared experts, sigmoid routing with the auxiliary-loss-free e_score_correction_bias.
+    /// </summary>
+    DeepseekV3,
+}
+
 /// <summary>
 /// Everything that determines a reference-model training run (the defaults are the recipe of the bundled
-/// models/moe-demo): architecture (a Mixtral-style sparse MoE), data,
+/// models/moe-demo): architecture (<see cref="Layout"/>: a Mixtral-style sparse MoE by default), data,
 /// optimisation and reproducibility. Two runs with equal options, the same data files and the same
 /// <see cref="Threads"/> on the same machine and libtorch build produce bit-identical weights.
 /// </summary>
@@ -23,14 +37,44 @@ public sealed record ReferenceModelOptions
     /// <summary>Domains to train on (file stems in <see cref="TrainDataDirectory"/>); empty = every *.txt there, sorted.</summary>
     public IReadOnlyList<string> Domains { get; init; } = [];
 
+    /// <summary>Architecture. <see cref="FirstDenseLayers"/> … <see cref="SequenceAuxLossCoefficient"/> apply to
+    /// <see cref="ReferenceModelLayout.DeepseekV3"/> only, <see cref="KeyValueHeads"/> and <see cref="AuxLossCoefficient"/> to Mixtral only.</summary>
+    public ReferenceModelLayout Layout { get; init; } = ReferenceModelLayout.Mixtral;
+
     public int Layers { get; init; } = 4;
     public int HiddenSize { get; init; } = 192;
+    /// <summary>Intermediate size of one routed expert (DeepSeek-V3: moe_intermediate_size).</summary>
     public int IntermediateSize { get; init; } = 384;
     public int Experts { get; init; } = 8;
     public int TopK { get; init; } = 2;
     public int AttentionHeads { get; init; } = 6;
     public int KeyValueHeads { get; init; } = 2;
     public bool TieWordEmbeddings { get; init; } = true;
+
+    // DeepSeek-V3 layout (ignored by Mixtral; not recorded for it in the manifest or the resume fingerprint).
+
+    /// <summary>Leading dense layers (first_k_dense_replace).</summary>
+    public int FirstDenseLayers { get; init; } = 1;
+    /// <summary>Intermediate size of the dense layers' MLP (intermediate_size).</summary>
+    public int DenseIntermediateSize { get; init; } = 512;
+    /// <summary>Shared experts per MoE layer (n_shared_experts), fused into one MLP of SharedExperts × IntermediateSize.</summary>
+    public int SharedExperts { get; init; } = 1;
+    /// <summary>Latent rank of keys and values (kv_lora_rank). Queries use a plain q_proj (q_lora_rank null).</summary>
+    public int KvLoraRank { get; init; } = 128;
+    /// <summary>Per-head query/key dimensions without (qk_nope_head_dim) and with rotary embedding (qk_rope_head_dim).</summary>
+    public int QkNopeHeadDim { get; init; } = 32;
+    public int QkRopeHeadDim { get; init; } = 16;
+    /// <summary>Per-head value dimension (v_head_dim).</summary>
+    public int VHeadDim { get; init; } = 32;
+    /// <summary>Factor on the renormalised routing weights (routed_scaling_factor).</summary>
+    public double RoutedScalingFactor { get; init; } = 2.5;
+    /// <summary>
+    /// γ of DeepSeek-V3's auxiliary-loss-free balancing: after each optimiser step every expert's e_score_correction_bias
+    /// moves by γ·sign(mean load − its load) (load = top-k selections in the step's batch); 0 disables it.
+    /// </summary>
+    public double BiasUpdateRate { get; init; } = 1e-3;
+    /// <summary>Coefficient α of DeepSeek-V3's sequence-wise balance loss (replaces <see cref="AuxLossCoefficient"/>); 0 disables it.</summary>
+    public double SequenceAuxLossCoefficient { get; init; } = 1e-4;
     public double RopeTheta { get; init; } = 10000.0;
     public double RmsNormEps { get; init; } = 1e-5;
 
@@ -50,7 +94,7 @@ public sealed record ReferenceModelOptions
     /// <summary>Standard deviation of the normal initialisation (HF initializer_range).</summary>
     public double InitializerRange { get; init; } = 0.02;
 
-    /// <summary>Coefficient of the load-balancing loss E·Σ f_i·P_i (1 when perfectly balanced).</summary>
+    /// <summary>Coefficient of the load-balancing loss E·Σ f_i·P_i (1 when perfectly balanced); Mixtral layout only.</summary>
     public double AuxLossCoefficient { get; init; } = 0.02;
     /// <summary>Coefficient of the router z-loss mean(logsumexp(router logits)²); 0 disables it.</summary>
     public double RouterZLossCoefficient { get; init; } = 0.001;
@@ -108,7 +152,7 @@ public sealed record ReferenceModelOptions
     {
         static string D(double v) => v.ToString("R", CultureInfo.InvariantCulture);
         static string I(long v) => v.ToString(CultureInfo.InvariantCulture);
-        return
+        List<KeyValuePair<string, string>> keys =
         [
             new("--layers", I(Layers)), new("--hidden", I(HiddenSize)), new("--intermediate", I(IntermediateSize)),
             new("--experts", I(Experts)), new("--top-k", I(TopK)), new("--heads", I(AttentionHeads)), new("--kv-heads", I(KeyValueHeads)),
@@ -121,6 +165,44 @@ public sealed record ReferenceModelOptions
             new("--bf16", Bf16Matmuls ? "true" : "false"), new("--seed", I(Seed)), new("--threads", I(effectiveThreads)),
             new("--log-every", I(LogEvery)), new("Domains", string.Join(",", Domains)), new("ChunkCharacters", I(ChunkCharacters)),
         ];
+        if (Layout == ReferenceModelLayout.DeepseekV3)
+            keys.AddRange(
+            [
+                new("--layout", LayoutName(Layout)), new("--dense-layers", I(FirstDenseLayers)), new("--dense-intermediate", I(DenseIntermediateSize)),
+                new("--shared-experts", I(SharedExperts)), new("--kv-lora-rank", I(KvLoraRank)), new("--qk-nope-dim", I(QkNopeHeadDim)),
+                new("--qk-rope-dim", I(QkRopeHeadDim)), new("--v-head-dim", I(VHeadDim)), new("--routed-scaling", D(RoutedScalingFactor)),
+                new("--bias-update-rate", D(BiasUpdateRate)), new("--seq-aux-loss", D(SequenceAuxLossCoefficient)),
+            ]);
+        return keys;
+    }
+
+    /// <summary>The CLI spelling of a layout (mixtral, deepseek-v3).</summary>
+    public static string LayoutName(ReferenceModelLayout layout) => layout switch
+    {
+        ReferenceModelLayout.Mixtral => "mixtral",
+        ReferenceModelLayout.DeepseekV3 => "deepseek-v3",
+        _ => throw new ArgumentOutOfRangeException(nameof(layout), layout, null),
+    };
+
+    private static readonly string[] DeepseekV3OnlyProperties =
+    [
+        nameof(Layout), nameof(FirstDenseLayers), nameof(DenseIntermediateSize), nameof(SharedExperts), nameof(KvLoraRank),
+        nameof(QkNopeHeadDim), nameof(QkRopeHeadDim), nameof(VHeadDim), nameof(RoutedScalingFactor), nameof(BiasUpdateRate),
+        nameof(SequenceAuxLossCoefficient),
+    ];
+
+    /// <summary>
+    /// The options as recorded in the exported checkpoint's manifest: every result-determining property; the DeepSeek-V3
+    /// ones only for that layout (so a Mixtral run records exactly what it did before the layout existed), the layout by name.
+    /// </summary>
+    public System.Text.Json.Nodes.JsonObject ManifestJson()
+    {
+        var node = System.Text.Json.JsonSerializer.SerializeToNode(this)!.AsObject();
+        if (Layout == ReferenceModelLayout.Mixtral)
+            foreach (var key in DeepseekV3OnlyProperties) node.Remove(key);
+        else
+            node[nameof(Layout)] = LayoutName(Layout);
+        return node;
     }
 
     /// <summary>Longest text chunk (characters, cut at line ends) tokenized as one document with a BOS in front.</summary>
@@ -138,9 +220,28 @@ public sealed record ReferenceModelOptions
         Require(IntermediateSize >= 1, $"--intermediate must be ≥ 1 (got {IntermediateSize})");
         Require(Experts >= 1, $"--experts must be ≥ 1 (got {Experts})");
         Require(TopK >= 1 && TopK <= Experts, $"--top-k must be between 1 and --experts ({Experts}) (got {TopK})");
-        Require(AttentionHeads >= 1 && HiddenSize % AttentionHeads == 0, $"--heads ({AttentionHeads}) must divide --hidden ({HiddenSize})");
-        Require((HiddenSize / AttentionHeads) % 2 == 0, $"head size hidden/heads = {HiddenSize / AttentionHeads} must be even for rotary embeddings");
-        Require(KeyValueHeads >= 1 && AttentionHeads % KeyValueHeads == 0, $"--kv-heads ({KeyValueHeads}) must divide --heads ({AttentionHeads})");
+        Require(Enum.IsDefined(Layout), $"--layout {Layout} is not a layout (mixtral, deepseek-v3)");
+        if (Layout == ReferenceModelLayout.Mixtral)
+        {
+            Require(AttentionHeads >= 1 && HiddenSize % AttentionHeads == 0, $"--heads ({AttentionHeads}) must divide --hidden ({HiddenSize})");
+            Require((HiddenSize / AttentionHeads) % 2 == 0, $"head size hidden/heads = {HiddenSize / AttentionHeads} must be even for rotary embeddings");
+            Require(KeyValueHeads >= 1 && AttentionHeads % KeyValueHeads == 0, $"--kv-heads ({KeyValueHeads}) must divide --heads ({AttentionHeads})");
+        }
+        else
+        {
+            Require(AttentionHeads >= 1, $"--heads must be ≥ 1 (got {AttentionHeads})");
+            Require(FirstDenseLayers >= 0 && FirstDenseLayers < Layers,
+                $"--dense-layers must be between 0 and --layers − 1 ({Layers - 1}) so that a MoE layer remains (got {FirstDenseLayers})");
+            Require(FirstDenseLayers == 0 || DenseIntermediateSize >= 1, $"--dense-intermediate must be ≥ 1 (got {DenseIntermediateSize})");
+            Require(SharedExperts >= 0, $"--shared-experts must be ≥ 0 (got {SharedExperts})");
+            Require(KvLoraRank >= 1, $"--kv-lora-rank must be ≥ 1 (got {KvLoraRank})");
+            Require(QkNopeHeadDim >= 0, $"--qk-nope-dim must be ≥ 0 (got {QkNopeHeadDim})");
+            Require(QkRopeHeadDim >= 2 && QkRopeHeadDim % 2 == 0, $"--qk-rope-dim must be a positive even number (got {QkRopeHeadDim})");
+            Require(VHeadDim >= 1, $"--v-head-dim must be ≥ 1 (got {VHeadDim})");
+            Require(RoutedScalingFactor > 0 && double.IsFinite(RoutedScalingFactor), $"--routed-scaling must be > 0 (got {RoutedScalingFactor})");
+            Require(BiasUpdateRate >= 0 && double.IsFinite(BiasUpdateRate), $"--bias-update-rate must be ≥ 0 (got {BiasUpdateRate})");
+            Require(SequenceAuxLossCoefficient >= 0 && double.IsFinite(SequenceAuxLossCoefficient), $"--seq-aux-loss must be ≥ 0 (got {SequenceAuxLossCoefficient})");
+        }
         Require(SequenceLength >= 2, $"--seq-len must be ≥ 2 (got {SequenceLength})");
         Require(BatchSize >= 1, $"--batch must be ≥ 1 (got {BatchSize})");
         Require(Steps >= 1, $"--steps must be ≥ 1 (got {Steps})");

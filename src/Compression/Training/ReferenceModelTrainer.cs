@@ -57,9 +57,9 @@ public static class ReferenceModelTrainer
             File.WriteAllText(options.TrainingStatePath + ".loss.csv", LossCsv(trained.Log));
         }
         progress?.Report(new ReferenceTrainingProgress($"writing the checkpoint to {options.OutputDirectory}"));
-        MixtralCheckpointExporter.Export(trained.Model, encoder, options.TokenizerModelPath, options.OutputDirectory,
+        ReferenceCheckpointExporter.Export(trained.Model, encoder, options.TokenizerModelPath, options.OutputDirectory,
             new Dictionary<string, string> { ["training-loss.csv"] = LossCsv(trained.Log) },
-            manifestOptions: new System.Text.Json.Nodes.JsonObject { ["train_reference"] = System.Text.Json.JsonSerializer.SerializeToNode(options) },
+            manifestOptions: new System.Text.Json.Nodes.JsonObject { ["train_reference"] = options.ManifestJson() },
             ct: ct);
         store.DeleteFolder();
         var last = trained.Log.Count > 0 ? trained.Log[^1] : null;
@@ -119,13 +119,15 @@ public static class ReferenceModelTrainer
     private static TrainedReferenceModel RunTraining(ReferenceModelOptions options, TrainingCorpus corpus, long vocabularySize,
         IProgress<ReferenceTrainingProgress>? progress, TrainingCheckpointPlan? checkpoints, CancellationToken ct)
     {
-        var model = new MixtralTrainingModel(options, vocabularySize, options.Seed);
+        var model = ReferenceTrainingModel.Create(options, vocabularySize, options.Seed);
         try
         {
             model.train();
             var (decay, _) = model.ParameterGroups();
             var named = model.named_parameters().Select(np => (np.name, np.parameter)).ToList();
             var all = named.Select(np => np.parameter).ToList();
+            // Non-parameter state that training changes (DeepSeek-V3's correction biases; Mixtral has none).
+            var buffers = model.named_buffers().Select(nb => (nb.name, nb.buffer)).ToList();
             // Decoupled weight decay is applied by hand to matrices only (p ← p·(1 − lr·wd), as torch AdamW does),
             // so the optimiser itself runs with weight_decay 0.
             using var optimizer = torch.optim.AdamW(all, lr: options.LearningRate, beta1: options.Beta1, beta2: options.Beta2,
@@ -141,7 +143,7 @@ public static class ReferenceModelTrainer
             int firstStep = 0;
             if (checkpoints?.ResumeFrom is string resumeFrom)
             {
-                var state = TrainingCheckpoints.Restore(resumeFrom, named, optimizer, ct);
+                var state = TrainingCheckpoints.Restore(resumeFrom, named, optimizer, ct, buffers);
                 firstStep = state.Step;
                 log = state.Log;
                 (stepsInRow, sumCe, sumAux, sumZ) = (state.RowSteps, state.RowCrossEntropySum, state.RowLoadBalancingSum, state.RowZLossSum);
@@ -160,13 +162,13 @@ public static class ReferenceModelTrainer
                     RowSteps = stepsInRow, RowCrossEntropySum = sumCe, RowLoadBalancingSum = sumAux, RowZLossSum = sumZ,
                     ElapsedSeconds = Now(), RowStartSeconds = rowStart,
                     OptimizerSteps = TrainingCheckpoints.OptimizerSteps(named, optimizer),
-                }, named, optimizer);
+                }, named, optimizer, buffers);
                 savedStep = completed;
                 savedAt = Now();
                 return path;
             }
             progress?.Report(new ReferenceTrainingProgress(
-                $"training {CountParameters(model):N0} parameters on {corpus.WindowCount:N0} windows ({corpus.TokenCount:N0} tokens) for {options.Steps} steps",
+                $"training {CountParameters(model):N0} parameters ({ExportBytes(model) / 1e6:F1} MB as exported) of layout {ReferenceModelOptions.LayoutName(options.Layout)} on {corpus.WindowCount:N0} windows ({corpus.TokenCount:N0} tokens) for {options.Steps} steps",
                 null, options.Steps));
 
             for (int step = firstStep; step < options.Steps; step++)
@@ -186,9 +188,9 @@ public static class ReferenceModelTrainer
                 var target = ids.narrow(1, 1, t).reshape(-1);
                 var forward = model.Forward(input);
                 var ce = nn.functional.cross_entropy(forward.Logits.view(-1, forward.Logits.shape[^1]), target);
-                var aux = torch.stack(forward.Routers.Select(r => LoadBalancingLoss.Compute(r.RouterProbabilities, r.SelectedExperts)).ToArray()).mean();
+                var aux = model.BalanceLoss(forward);
                 var z = torch.stack(forward.Routers.Select(r => LoadBalancingLoss.RouterZLoss(r.RouterLogits)).ToArray()).mean();
-                var loss = ce + aux.Times(options.AuxLossCoefficient);
+                var loss = ce + aux.Times(model.BalanceLossCoefficient);
                 if (options.RouterZLossCoefficient > 0) loss = loss + z.Times(options.RouterZLossCoefficient);
 
                 optimizer.zero_grad();
@@ -199,6 +201,7 @@ public static class ReferenceModelTrainer
                     using (torch.no_grad())
                         foreach (var p in decay) p.Times_(1.0 - lr * options.WeightDecay);
                 optimizer.step();
+                using (torch.no_grad()) model.AfterOptimizerStep(forward);
 
                 sumCe += ce.item<float>();
                 sumAux += aux.item<float>();
@@ -236,7 +239,11 @@ public static class ReferenceModelTrainer
         }
     }
 
-    public static long CountParameters(MixtralTrainingModel model) => model.parameters().Sum(p => p.numel());
+    public static long CountParameters(ReferenceTrainingModel model) => model.parameters().Sum(p => p.numel());
+
+    /// <summary>Bytes of the exported tensors: bf16, float32 for DeepSeek-V3's correction biases; a tied LM head is stored once.</summary>
+    public static long ExportBytes(ReferenceTrainingModel model) =>
+        model.NamedHuggingFaceTensors().Sum(nt => nt.Tensor.numel() * (ReferenceCheckpointExporter.ExportType(nt.Name) == ScalarType.Float32 ? 4 : 2));
 
     /// <summary>The log rows as CSV text (header <see cref="TrainingLogRow.CsvHeader"/>, '\n' line ends).</summary>
     public static string LossCsv(IEnumerable<TrainingLogRow> rows)

@@ -45,7 +45,7 @@ public sealed class TrainingAttention : nn.Module<Tensor, Tensor>
         return (emb.cos().MoveToOuterDisposeScope(), emb.sin().MoveToOuterDisposeScope());
     }
 
-    private static Tensor RotateHalf(Tensor x)
+    internal static Tensor RotateHalf(Tensor x)
     {
         var half = x.shape[^1] / 2;
         var x1 = x.narrow(-1, 0, half);

@@ -15,13 +15,14 @@ namespace MoECompress.Compression.Training;
 /// <see cref="CheckpointWriter"/> (temporary folder, fsync, rename: a kill mid-write leaves the previous checkpoint
 /// intact and the half-written one under a hidden temporary name, ignored and deleted by the next save) holding
 /// <c>model.safetensors</c> (fp32: <c>param.NAME</c>, <c>exp_avg.NAME</c>, <c>exp_avg_sq.NAME</c> for every
-/// parameter NAME), <see cref="StateFileName"/> (<see cref="TrainingCheckpointState"/>) and the manifest with the
+/// parameter NAME, and <c>buffer.NAME</c> for every buffer NAME training changes, e.g. DeepSeek-V3's
+/// e_score_correction_bias), <see cref="StateFileName"/> (<see cref="TrainingCheckpointState"/>) and the manifest with the
 /// SHA-256 of both, checked before a resume. Older checkpoints are deleted once a newer one is in place.
 /// </summary>
 public sealed partial class TrainingCheckpoints
 {
     public const string StateFileName = "training-state.json";
-    private const string ParamPrefix = "param.", ExpAvgPrefix = "exp_avg.", ExpAvgSqPrefix = "exp_avg_sq.";
+    private const string ParamPrefix = "param.", ExpAvgPrefix = "exp_avg.", ExpAvgSqPrefix = "exp_avg_sq.", BufferPrefix = "buffer.";
 
     private static readonly JsonSerializerOptions Json = new()
     {
@@ -92,7 +93,8 @@ public sealed partial class TrainingCheckpoints
     /// Writes the checkpoint of step <see cref="TrainingCheckpointState.Step"/> (never cancelled half-way: it is
     /// what a cancellation saves) and deletes older checkpoints and the temporary folders of killed writes.
     /// </summary>
-    public string Save(TrainingCheckpointState state, IReadOnlyList<(string Name, Parameter Parameter)> parameters, AdamW optimizer)
+    public string Save(TrainingCheckpointState state, IReadOnlyList<(string Name, Parameter Parameter)> parameters, AdamW optimizer,
+        IReadOnlyList<(string Name, Tensor Buffer)>? buffers = null)
     {
         var moments = Moments(parameters, optimizer);
         var destination = Path.Combine(Folder, $"step-{state.Step:D8}");
@@ -104,6 +106,8 @@ public sealed partial class TrainingCheckpoints
             tensors.Add((ExpAvgPrefix + name, moments[i].exp_avg));
             tensors.Add((ExpAvgSqPrefix + name, moments[i].exp_avg_sq));
         }
+        foreach (var (name, buffer) in buffers ?? [])
+            tensors.Add((BufferPrefix + name, buffer));
         var plan = tensors.Select(t => new TensorSpec(t.Name, SafetensorsDType.F32, t.Tensor.shape)).ToList();
         using (var scope = NewDisposeScope())
         using (var writer = CheckpointWriter.Create(destination, plan,
@@ -129,11 +133,11 @@ public sealed partial class TrainingCheckpoints
     }
 
     /// <summary>
-    /// Checks a checkpoint against its manifest, copies its parameters and AdamW moments into
-    /// <paramref name="parameters"/> and <paramref name="optimizer"/> and returns its state.
+    /// Checks a checkpoint against its manifest, copies its parameters, AdamW moments and buffers into
+    /// <paramref name="parameters"/>, <paramref name="optimizer"/> and <paramref name="buffers"/> and returns its state.
     /// </summary>
     public static TrainingCheckpointState Restore(string checkpoint, IReadOnlyList<(string Name, Parameter Parameter)> parameters,
-        AdamW optimizer, CancellationToken ct = default)
+        AdamW optimizer, CancellationToken ct = default, IReadOnlyList<(string Name, Tensor Buffer)>? buffers = null)
     {
         var problems = CheckpointManifest.Read(checkpoint).Verify(checkpoint, ct);
         if (problems.Count > 0)
@@ -153,6 +157,8 @@ public sealed partial class TrainingCheckpoints
             Load(source, checkpoint, ExpAvgSqPrefix + name, moments[i].exp_avg_sq);
             moments[i].step = steps;
         }
+        foreach (var (name, buffer) in buffers ?? [])
+            Load(source, checkpoint, BufferPrefix + name, buffer);
         return state;
     }
 
@@ -170,7 +176,7 @@ public sealed partial class TrainingCheckpoints
     }
 
     private static void Load(SafetensorsCheckpoint source, string checkpoint, string name, Tensor target) =>
-        MixtralCheckpointLoader.CopyTensor(source, checkpoint, name, target, "tensor is missing from the training checkpoint", "the model's");
+        ReferenceCheckpointLoader.CopyTensor(source, checkpoint, name, target, "tensor is missing from the training checkpoint", "the model's");
 
     // The optimiser keeps one state per parameter, in the order of its (single) parameter group: the order the
     // parameters were given in, which is the order of `parameters` here.

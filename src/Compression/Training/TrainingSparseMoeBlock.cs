@@ -13,7 +13,7 @@ namespace MoECompress.Compression.Training;
 /// </summary>
 public sealed class TrainingSparseMoeBlock : nn.Module
 {
-    private readonly int experts, topK;
+    private readonly int topK;
     private readonly bool bf16;
 
     public Parameter gate, w1, w3, w2;
@@ -21,7 +21,6 @@ public sealed class TrainingSparseMoeBlock : nn.Module
     public TrainingSparseMoeBlock(string name, int hidden, int intermediate, int experts, int topK, bool bf16,
         Func<long[], Tensor> init, Func<long[], Tensor> initOutput) : base(name)
     {
-        this.experts = experts;
         this.topK = topK;
         this.bf16 = bf16;
         gate = new Parameter(init([experts, hidden]));
@@ -43,16 +42,33 @@ public sealed class TrainingSparseMoeBlock : nn.Module
         topWeights = topWeights / topWeights.sum(-1, keepdim: true);
         topWeights = topWeights.to(tokens.dtype);
 
+        var output = RoutedExperts(tokens, selected, topWeights, w1, w3, w2, bf16);
+        return new SparseMoeBlockOutput(
+            output.view(b, t, h).MoveToOuterDisposeScope(),
+            logits.MoveToOuterDisposeScope(),
+            probabilities.MoveToOuterDisposeScope(),
+            selected.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
+    /// Σ over each token's selected experts of weight · w2_e·(SiLU(w1_e·x) ⊙ w3_e·x) for tokens [N, H], selected expert ids
+    /// [N, k] and their weights [N, k] (in the tokens' dtype), with stacked experts w1, w3 [E, I, H] and w2 [E, H, I].
+    /// Selections are sorted by expert (stable) and each expert runs once on its tokens; gradients reach only the experts
+    /// a token used. Temporaries and the result [N, H] belong to the caller's dispose scope.
+    /// </summary>
+    internal static Tensor RoutedExperts(Tensor tokens, Tensor selected, Tensor weights, Tensor w1, Tensor w3, Tensor w2, bool bf16)
+    {
+        long experts = w1.shape[0], topK = selected.shape[1];
         var flatExperts = selected.flatten();
         var (_, order) = flatExperts.sort(stable: true);
         var counts = torch.bincount(flatExperts, minlength: experts).data<long>().ToArray();
         var tokenOfSelection = order.FloorOver(topK);
-        var weightOfSelection = topWeights.flatten().index_select(0, order);
+        var weightOfSelection = weights.flatten().index_select(0, order);
 
         var output = torch.zeros_like(tokens);
-        var w1All = bf16 ? w1.to(ScalarType.BFloat16) : (Tensor)w1;
-        var w3All = bf16 ? w3.to(ScalarType.BFloat16) : (Tensor)w3;
-        var w2All = bf16 ? w2.to(ScalarType.BFloat16) : (Tensor)w2;
+        var w1All = bf16 ? w1.to(ScalarType.BFloat16) : w1;
+        var w3All = bf16 ? w3.to(ScalarType.BFloat16) : w3;
+        var w2All = bf16 ? w2.to(ScalarType.BFloat16) : w2;
         long start = 0;
         for (int e = 0; e < experts; e++)
         {
@@ -68,10 +84,6 @@ public sealed class TrainingSparseMoeBlock : nn.Module
             output.IndexAdd_(0, index, ye);
             start += count;
         }
-        return new SparseMoeBlockOutput(
-            output.view(b, t, h).MoveToOuterDisposeScope(),
-            logits.MoveToOuterDisposeScope(),
-            probabilities.MoveToOuterDisposeScope(),
-            selected.MoveToOuterDisposeScope());
+        return output;
     }
 }

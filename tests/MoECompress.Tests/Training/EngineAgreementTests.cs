@@ -36,7 +36,7 @@ public sealed class EngineAgreementTests : IDisposable
         };
         var encoder = new SentencePieceEncoder(options.TokenizerModelPath);
         using (var model = new MixtralTrainingModel(options, encoder.VocabularySize, seed: 23))
-            MixtralCheckpointExporter.Export(model, encoder, options.TokenizerModelPath, dir);
+            ReferenceCheckpointExporter.Export(model, encoder, options.TokenizerModelPath, dir);
 
         using var trainingModel = MixtralCheckpointLoader.Load(dir);
         var ids = encoder.Encode("The experts of a mixture route each token; def f(x): return x * 2").Prepend(encoder.BosId).Take(24).ToArray();
@@ -44,6 +44,17 @@ public sealed class EngineAgreementTests : IDisposable
         using var noGrad = no_grad();
         var expected = trainingModel.Forward(torch.tensor(ids.Select(i => (long)i).ToArray(), [1, ids.Length])).Logits[0];
 
+        AssertEngineLogits(dir, ids, expected, tolerance: 1e-3f * Math.Max(1f, expected.abs().max().item<float>()));
+    }
+
+    /// <summary>
+    /// Runs <paramref name="ids"/> through the inference engine on the checkpoint in <paramref name="dir"/> and asserts
+    /// that its logits differ from <paramref name="expected"/> [T, V] by at most <paramref name="tolerance"/> (and that
+    /// the expected logits are not too flat to tell).
+    /// </summary>
+    internal static void AssertEngineLogits(string dir, int[] ids, Tensor expected, float tolerance)
+    {
+        using var scope = NewDisposeScope();
         using var checkpoint = ModelCheckpoint.Open(dir);
         var engine = new ModelEngine(checkpoint.Tensors, checkpoint.Family, checkpoint.MoE, checkpoint.Config, checkpoint.ConfigPath);
         using var resident = engine.LoadResident();
@@ -53,6 +64,6 @@ public sealed class EngineAgreementTests : IDisposable
         var scale = expected.abs().max().item<float>();
         var maxDiff = (expected - actual).abs().max().item<float>();
         Assert.True(scale > 0.05f, $"logits are too flat to compare (max |logit| {scale})");
-        Assert.True(maxDiff <= 1e-3f * Math.Max(1f, scale), $"logits differ by up to {maxDiff} (max |logit| {scale})");
+        Assert.True(maxDiff <= tolerance, $"logits differ by up to {maxDiff} (max |logit| {scale}, tolerance {tolerance})");
     }
 }

@@ -98,7 +98,7 @@ public sealed class MixtralCheckpointExportTests : IDisposable
         var options = WriteTinyRun(output) with { TieWordEmbeddings = false };
         var encoder = new SentencePieceEncoder(options.TokenizerModelPath);
         using var model = new MixtralTrainingModel(options, encoder.VocabularySize, seed: 17);
-        MixtralCheckpointExporter.Export(model, encoder, options.TokenizerModelPath, output);
+        ReferenceCheckpointExporter.Export(model, encoder, options.TokenizerModelPath, output);
         using var loaded = MixtralCheckpointLoader.Load(output);
         using var scope = NewDisposeScope();
         var original = model.NamedHuggingFaceTensors().ToDictionary(t => t.Name, t => t.Tensor.detach());

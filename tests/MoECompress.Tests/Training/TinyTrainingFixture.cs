@@ -38,6 +38,6 @@ internal static class TinyTrainingFixture
         return new TrainingCorpus([new DomainTokens("a", a, 1), new DomainTokens("b", b, 1)], sequenceLength, seed);
     }
 
-    public static Dictionary<string, float[]> Weights(MixtralTrainingModel model) =>
+    public static Dictionary<string, float[]> Weights(ReferenceTrainingModel model) =>
         model.NamedHuggingFaceTensors().ToDictionary(t => t.Name, t => t.Tensor.detach().contiguous().data<float>().ToArray());
 }

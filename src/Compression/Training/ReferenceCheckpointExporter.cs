@@ -7,34 +7,37 @@ using static TorchSharp.torch;
 namespace MoECompress.Compression.Training;
 
 /// <summary>
-/// Writes a <see cref="MixtralTrainingModel"/> as a Hugging Face Mixtral checkpoint: config.json
-/// (MixtralForCausalLM), model.safetensors (bf16, HF tensor names, written by CheckpointWriter with its manifest), generation_config.json, the SentencePiece
-/// tokenizer.model and tokenizer_config.json (add_bos_token true, add_eos_token false).
+/// Writes a <see cref="ReferenceTrainingModel"/> as a Hugging Face checkpoint of its layout: config.json
+/// (MixtralForCausalLM or DeepseekV3ForCausalLM), model.safetensors (bf16, HF tensor names; DeepSeek-V3's
+/// e_score_correction_bias in float32 as DeepSeek ships it; written by CheckpointWriter with its manifest),
+/// generation_config.json, the SentencePiece tokenizer.model and tokenizer_config.json (add_bos_token true,
+/// add_eos_token false).
 /// </summary>
-public static class MixtralCheckpointExporter
+public static class ReferenceCheckpointExporter
 {
     /// <summary>
     /// Writes the checkpoint to <paramref name="outputDirectory"/> (which must not exist) through
     /// <see cref="CheckpointWriter"/>: the folder appears complete or not at all. <paramref name="extraTextFiles"/>
     /// (relative path → content, e.g. training-loss.csv) are written into it too.
     /// </summary>
-    public static void Export(MixtralTrainingModel model, SentencePieceEncoder encoder, string tokenizerModelPath, string outputDirectory,
+    public static void Export(ReferenceTrainingModel model, SentencePieceEncoder encoder, string tokenizerModelPath, string outputDirectory,
         IReadOnlyDictionary<string, string>? extraTextFiles = null, JsonObject? manifestOptions = null, CancellationToken ct = default)
     {
         var o = model.Options;
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         var tensors = model.NamedHuggingFaceTensors()
-            .Select(nt => (nt.Name, Tensor: nt.Tensor.detach().to(ScalarType.BFloat16).contiguous()))
+            .Select(nt => (nt.Name, Tensor: nt.Tensor.detach().to(ExportType(nt.Name)).contiguous()))
             .OrderBy(nt => nt.Name, StringComparer.Ordinal).ToList();
-        var plan = tensors.Select(t => new TensorSpec(t.Name, SafetensorsDType.BF16, t.Tensor.shape)).ToList();
+        var plan = tensors.Select(t => new TensorSpec(t.Name,
+            t.Tensor.dtype == ScalarType.Float32 ? SafetensorsDType.F32 : SafetensorsDType.BF16, t.Tensor.shape)).ToList();
         using var writer = CheckpointWriter.Create(outputDirectory, plan, new CheckpointWriterOptions { ManifestOptions = manifestOptions });
         foreach (var (name, tensor) in tensors)
         {
             ct.ThrowIfCancellationRequested();
             writer.Write(name, tensor);
         }
-        writer.WriteTextFile("config.json", ToJson(BuildConfig(o, model.VocabularySize, encoder.BosId, encoder.EosId)));
+        writer.WriteTextFile("config.json", ToJson(model.HuggingFaceConfig(encoder.BosId, encoder.EosId)));
         writer.WriteTextFile("generation_config.json", ToJson(new JsonObject
         {
             ["_from_model_config"] = true,
@@ -49,11 +52,15 @@ public static class MixtralCheckpointExporter
         writer.Commit(ct);
     }
 
+    /// <summary>DeepSeek-V3's selection bias stays float32 (its values are small steps that bf16 would round away); the rest is bf16.</summary>
+    internal static ScalarType ExportType(string name) =>
+        name.EndsWith(".e_score_correction_bias", StringComparison.Ordinal) ? ScalarType.Float32 : ScalarType.BFloat16;
+
     /// <summary>
-    /// The config.json of the model (Hugging Face MixtralConfig keys). router_aux_loss_coef is the coefficient that gives
+    /// The config.json of a Mixtral-layout model (Hugging Face MixtralConfig keys). router_aux_loss_coef is the coefficient that gives
     /// the same loss under transformers' definition (ours / top-k); it does not affect inference.
     /// </summary>
-    public static JsonObject BuildConfig(ReferenceModelOptions o, long vocabularySize, int bosId, int eosId) => new()
+    public static JsonObject BuildMixtralConfig(ReferenceModelOptions o, long vocabularySize, int bosId, int eosId) => new()
     {
         ["architectures"] = new JsonArray("MixtralForCausalLM"),
         ["attention_dropout"] = 0.0,
