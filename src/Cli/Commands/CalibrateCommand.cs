@@ -24,10 +24,11 @@ internal static class CalibrateCommand
         var dump = new Option<bool>("--dump-router-logits") { Description = "Also write every token's raw router logits" };
         var cold = new Option<double?>("--cold-threshold") { Description = "Routed tokens below which an expert counts as cold (default max(16, 0.1·N·k/E))" };
         var json = new Option<bool>("--json") { Description = "Print the result as JSON" };
+        var resume = new Option<bool>("--resume") { Description = "Continue an interrupted calibration from its journal beside the profile folder (same options); the statistics are byte-identical" };
         var microBatch = new Option<int>("--micro-batch") { Description = "Tokens pushed through a layer at once", DefaultValueFactory = _ => 2048 };
         var command = new Command("calibrate", "Run calibration text through the model layer by layer and write a calibration profile")
         {
-            model, data, samples, seqLen, seed, output, overwrite, dump, cold, microBatch, json,
+            model, data, samples, seqLen, seed, output, overwrite, dump, cold, microBatch, resume, json,
         };
         command.SetAction(async (parse, ct) =>
         {
@@ -46,6 +47,7 @@ internal static class CalibrateCommand
                 DumpRouterLogits = parse.GetValue(dump),
                 ColdThreshold = parse.GetValue(cold),
                 MicroBatch = parse.GetValue(microBatch),
+                Resume = parse.GetValue(resume),
             };
             var result = await Calibrator.RunAsync(options, ConsoleProgress.For(stderr), ct);
             var p = result.Profile;

@@ -59,6 +59,7 @@ internal static class TrainReferenceCommand
         var checkpointMinutes = Double("--checkpoint-minutes", "Also write one after M minutes since the last (0 = off)", d.CheckpointMinutes);
         var checkpointDir = new Option<string?>("--checkpoint-dir") { Description = "Folder of the training checkpoints (default: <output>.training)" };
         var resume = new Option<bool>("--resume") { Description = "Continue from the latest checkpoint (same options required)" };
+        var repeat = new Option<string?>("--repeat") { Description = "Oversample domains: DOMAIN=N[,DOMAIN=N...] puts each of their windows N times in every epoch" };
         var json = new Option<bool>("--json") { Description = "Print the result as JSON" };
         var command = new Command("train-reference", "Train the small reference MoE (the bundled demo model) from scratch, deterministically")
         {
@@ -66,7 +67,7 @@ internal static class TrainReferenceCommand
             denseLayers, denseIntermediate, sharedExperts, kvLoraRank, qkNope, qkRope, vHead, routedScaling, biasUpdate, seqAux,
             seqLen, batch, steps,
             warmup, lr, minLr, weightDecay, auxLoss, zLoss, bf16, noBf16, seed, threads, logEvery,
-            checkpointEvery, checkpointMinutes, checkpointDir, resume, json,
+            checkpointEvery, checkpointMinutes, checkpointDir, resume, repeat, json,
         };
         command.SetAction((parse, ct) =>
         {
@@ -101,6 +102,7 @@ internal static class TrainReferenceCommand
                 Seed = parse.GetValue(seed), Threads = parse.GetValue(threads), LogEvery = parse.GetValue(logEvery),
                 CheckpointEvery = parse.GetValue(checkpointEvery), CheckpointMinutes = parse.GetValue(checkpointMinutes),
                 CheckpointDirectory = parse.GetValue(checkpointDir), Resume = parse.GetValue(resume),
+                DomainRepeats = ParseRepeats(parse.GetValue(repeat)),
             };
             var lines = ConsoleProgress.For(stderr);
             var result = ReferenceModelTrainer.Train(options, new Progress(lines), ct);
@@ -114,6 +116,20 @@ internal static class TrainReferenceCommand
             return Task.FromResult(0);
         });
         return command;
+    }
+
+    private static Dictionary<string, int> ParseRepeats(string? value)
+    {
+        var result = new Dictionary<string, int>(StringComparer.Ordinal);
+        if (string.IsNullOrWhiteSpace(value)) return result;
+        foreach (var part in value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            var eq = part.LastIndexOf('=');
+            if (eq <= 0 || !int.TryParse(part[(eq + 1)..], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var n) || n < 1)
+                throw OptionChecks.Usage("--repeat", $"'{part}': give DOMAIN=N with N a whole number of at least 1");
+            if (!result.TryAdd(part[..eq], n)) throw OptionChecks.Usage("--repeat", $"domain '{part[..eq]}' is given twice");
+        }
+        return result;
     }
 
     private static Option<int> Int(string name, string description, int defaultValue) =>

@@ -27,6 +27,11 @@ public sealed record CalibrateOptions
     /// <summary>Replace an existing <see cref="Out"/> folder.</summary>
     public bool Overwrite { get; init; }
 
+    /// <summary>Continue an interrupted calibration from its journal (<c>.&lt;out&gt;.calibrate-journal</c> beside the
+    /// profile folder: the hidden states and statistics after each finished MoE layer); the profile's statistics are
+    /// byte-identical to an uninterrupted run's. Without it a leftover journal is an error naming it.</summary>
+    public bool Resume { get; init; }
+
     /// <summary>Also write every token's raw router logits (router-logits/router_logits.safetensors).</summary>
     public bool DumpRouterLogits { get; init; }
 

@@ -67,6 +67,35 @@ public static class CalibrationPass
         cancellationToken.ThrowIfCancellationRequested();
     }
 
+    /// <summary>
+    /// As <see cref="Run"/>, journaled: after each MoE layer the hidden states at the layer boundary and the statistics so
+    /// far (<paramref name="statisticsSoFar"/> of the finished layers) are saved to <paramref name="journal"/>; a resumed
+    /// journal restores the session and skips the finished layers. Stops after the last MoE layer.
+    /// </summary>
+    /// <returns>The statistics of the layers an interrupted run had finished (the collector holds the others).</returns>
+    internal static IReadOnlyList<MoELayerStatistics> RunJournaled(ModelCheckpoint checkpoint, CalibrationSet set, CalibrationCollector collector,
+        StreamingOptions streaming, LayerPassJournal journal, Func<IReadOnlyList<MoELayerStatistics>, CalibrationProfile> statisticsSoFar,
+        IProgress<string>? progress, CancellationToken cancellationToken)
+    {
+        ModelEngine.EnsureSupported(checkpoint.Family, checkpoint.Config);
+        var restored = journal.RestoreStatistics();
+        var engine = new ModelEngine(checkpoint);
+        IProgress<StreamingProgress>? layerProgress = progress is null ? null : new ForwardingProgress(progress);
+        using var session = engine.CreateRunner(streaming).Start(set.Sequences, layerProgress, cancellationToken);
+        journal.Restore(session);
+        if (journal.Resumed) progress?.Report($"resuming the interrupted calibration at layer {journal.NextLayer} ({journal.Directory})");
+        var cfg = checkpoint.MoE;
+        var last = cfg.MoELayerIndices().Max();
+        while (session.NextLayer <= last)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var layer = session.NextLayer;
+            session.RunNextLayer(collector, cancellationToken);
+            if (cfg.IsMoELayer[layer]) journal.Save(session, statisticsSoFar([.. restored, .. collector.BuildLayers()]));
+        }
+        return restored;
+    }
+
     /// <summary>Throws (Usage) when a token id does not index the model's embedding table.</summary>
     public static void CheckTokenIds(CalibrationSet set, ModelCheckpoint checkpoint)
     {

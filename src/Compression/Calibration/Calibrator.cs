@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Security.Cryptography;
 using MoECompress.Compression.Data;
 using MoECompress.Compression.Model;
@@ -57,19 +58,37 @@ public static class Calibrator
         progress?.Report($"calibrating on {set.Count} x {set.SeqLen} = {(long)set.Count * set.SeqLen:N0} tokens");
 
         using var collector = new CalibrationCollector(collectorOptions);
-        CalibrationPass.Run(checkpoint, set, collector, new StreamingOptions
+        var streaming = new StreamingOptions
         {
             MicroBatchTokens = options.MicroBatch,
             SpillDirectory = options.SpillDirectory,
             MaxResidentHiddenStateBytes = options.MaxResidentHiddenStateBytes,
-        }, progress, cancellationToken);
-
+        };
         var model = CalibrationModelInfo.From(checkpoint.MoE, modelDir, Sha256Hex(configPath), tokenizer.Name);
-        var profile = collector.Build(model, CalibrationDataInfo.From(set));
-        if (options.DumpRouterLogits) profile.RouterLogits = collector.BuildRouterLogits(set.Sequences);
+        var data = CalibrationDataInfo.From(set);
+        CalibrationProfile profile;
+        LayerPassJournal? journal = null;
+        if (options.DumpRouterLogits)
+        {
+            // Router logits are kept per token, not journaled: this pass is not resumable.
+            if (options.Resume) throw new MoeCompressException(ErrorKind.Usage, "--resume: a calibration with --dump-router-logits is not journaled; rerun it without --resume");
+            CalibrationPass.Run(checkpoint, set, collector, streaming, progress, cancellationToken);
+            profile = collector.Build(model, data);
+            profile.RouterLogits = collector.BuildRouterLogits(set.Sequences);
+        }
+        else
+        {
+            journal = LayerPassJournal.Open(outDir, "calibrate", LayerPassJournal.Fingerprint(set, CalibrationProfile.CurrentToolVersion,
+                Sha256Hex(configPath), collectorOptions.MeanOutputOverAllTokens.ToString(), collectorOptions.ColdThreshold?.ToString("R", CultureInfo.InvariantCulture) ?? "-",
+                options.MicroBatch.ToString(CultureInfo.InvariantCulture)), options.Resume, "--resume");
+            var restored = CalibrationPass.RunJournaled(checkpoint, set, collector, streaming, journal,
+                layers => CalibrationProfile.Create(model, data, collectorOptions, layers), progress, cancellationToken);
+            profile = CalibrationProfile.Create(model, data, collectorOptions, [.. restored, .. collector.BuildLayers()]);
+        }
 
         progress?.Report($"writing {outDir}");
         var saved = profile.Save(outDir, options.Overwrite, cancellationToken);
+        journal?.Delete();
         started.Stop();
         var result = new CalibrationResult(profile, saved, started.Elapsed);
         progress?.Report($"{profile} -> {saved} ({result.TokensPerSecond:N0} tokens/s)");

@@ -37,6 +37,10 @@ public sealed record ReferenceModelOptions
     /// <summary>Domains to train on (file stems in <see cref="TrainDataDirectory"/>); empty = every *.txt there, sorted.</summary>
     public IReadOnlyList<string> Domains { get; init; } = [];
 
+    /// <summary>Domains whose windows appear this many times in every epoch (e.g. small domains oversampled next to a
+    /// large corpus); the others appear once. Empty: every window once.</summary>
+    public IReadOnlyDictionary<string, int> DomainRepeats { get; init; } = new Dictionary<string, int>();
+
     /// <summary>Architecture. <see cref="FirstDenseLayers"/> … <see cref="SequenceAuxLossCoefficient"/> apply to
     /// <see cref="ReferenceModelLayout.DeepseekV3"/> only, <see cref="KeyValueHeads"/> and <see cref="AuxLossCoefficient"/> to Mixtral only.</summary>
     public ReferenceModelLayout Layout { get; init; } = ReferenceModelLayout.Mixtral;
@@ -165,6 +169,8 @@ public sealed record ReferenceModelOptions
             new("--bf16", Bf16Matmuls ? "true" : "false"), new("--seed", I(Seed)), new("--threads", I(effectiveThreads)),
             new("--log-every", I(LogEvery)), new("Domains", string.Join(",", Domains)), new("ChunkCharacters", I(ChunkCharacters)),
         ];
+        if (DomainRepeats.Count > 0)
+            keys.Add(new("--repeat", string.Join(",", DomainRepeats.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key}={kv.Value}"))));
         if (Layout == ReferenceModelLayout.DeepseekV3)
             keys.AddRange(
             [

@@ -90,7 +90,17 @@ public static class ReferenceModelTrainer
             progress?.Report(new ReferenceTrainingProgress($"{domain}: {tokens.Documents:N0} chunks, {tokens.Tokens.Length:N0} tokens"));
             streams.Add(tokens);
         }
-        return new TrainingCorpus(streams, options.SequenceLength, options.Seed);
+        foreach (var (domain, repeat) in options.DomainRepeats)
+        {
+            if (!domains.Contains(domain))
+                throw new MoECompress.Formats.Errors.MoeCompressException(MoECompress.Formats.Errors.ErrorKind.Usage,
+                    $"--repeat {domain}={repeat}: no domain '{domain}' in '{options.TrainDataDirectory}' (domains: {string.Join(", ", domains)})");
+            if (repeat < 1)
+                throw new MoECompress.Formats.Errors.MoeCompressException(MoECompress.Formats.Errors.ErrorKind.Usage,
+                    $"--repeat {domain}={repeat}: the repeat count must be at least 1");
+        }
+        var repeats = streams.Select(t => options.DomainRepeats.TryGetValue(t.Domain, out var r) ? r : 1).ToArray();
+        return new TrainingCorpus(streams, options.SequenceLength, options.Seed, repeats);
     }
 
     /// <summary>Runs the optimisation loop for <see cref="ReferenceModelOptions.Steps"/> steps and returns the trained model.</summary>

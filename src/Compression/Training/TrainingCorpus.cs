@@ -14,14 +14,16 @@ public sealed class TrainingCorpus
     private List<int> order = new();
     private int orderEpoch = -1;
 
-    public TrainingCorpus(IReadOnlyList<DomainTokens> domains, int sequenceLength, long seed)
+    /// <param name="repeats">Per domain, how many times each of its windows appears in an epoch (null: once).</param>
+    public TrainingCorpus(IReadOnlyList<DomainTokens> domains, int sequenceLength, long seed, IReadOnlyList<int>? repeats = null)
     {
         this.domains = domains;
         windowLength = sequenceLength + 1;
         this.seed = seed;
         for (int d = 0; d < domains.Count; d++)
-            for (int offset = 0; offset + windowLength <= domains[d].Tokens.Length; offset += sequenceLength)
-                windows.Add((d, offset));
+            for (int r = 0; r < (repeats?[d] ?? 1); r++)
+                for (int offset = 0; offset + windowLength <= domains[d].Tokens.Length; offset += sequenceLength)
+                    windows.Add((d, offset));
         if (windows.Count == 0)
             throw new MoECompress.Formats.Errors.MoeCompressException(MoECompress.Formats.Errors.ErrorKind.Usage,
                 $"the training text holds fewer than {windowLength} tokens: nothing to train on");
