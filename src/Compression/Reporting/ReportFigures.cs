@@ -70,6 +70,24 @@ public static class ReportFigures
         return plot.GetImageBytes(Math.Clamp(110 + 56 * experts, 420, 1600), Math.Clamp(110 + 44 * rows.Count, 220, 1400), ImageFormat.Png);
     }
 
+    /// <summary>Line chart of one or more (x, y) series sharing both axes (e.g. a training loss curve).</summary>
+    public static byte[] Lines(string title, IReadOnlyList<(string Name, double[] X, double[] Y)> series, string xLabel, string yLabel)
+    {
+        var plot = new Plot();
+        for (var s = 0; s < series.Count; s++)
+        {
+            var line = plot.Add.ScatterLine(series[s].X, series[s].Y);
+            line.Color = Category(s);
+            line.LineWidth = 2;
+            line.LegendText = series[s].Name;
+        }
+        if (series.Count > 1) plot.ShowLegend(Alignment.UpperRight);
+        plot.Title(title);
+        plot.XLabel(xLabel);
+        plot.YLabel(yLabel);
+        return plot.GetImageBytes(900, 420, ImageFormat.Png);
+    }
+
     /// <summary>Grouped bars: one group per category, one bar per series; <paramref name="log"/> draws log10 of the values.</summary>
     public static byte[] GroupedBars(string title, IReadOnlyList<string> categories, IReadOnlyList<(string Name, double[] Values)> series,
         string valueLabel, bool log = false)

@@ -18,10 +18,11 @@ public static class ReferenceCheckpointExporter
     /// <summary>
     /// Writes the checkpoint to <paramref name="outputDirectory"/> (which must not exist) through
     /// <see cref="CheckpointWriter"/>: the folder appears complete or not at all. <paramref name="extraTextFiles"/>
-    /// (relative path → content, e.g. training-loss.csv) are written into it too.
+    /// (relative path → content, e.g. training-loss.csv) and <c>extraFiles</c> (bytes, e.g. training-loss.png) are written into it too.
     /// </summary>
     public static void Export(ReferenceTrainingModel model, SentencePieceEncoder encoder, string tokenizerModelPath, string outputDirectory,
-        IReadOnlyDictionary<string, string>? extraTextFiles = null, JsonObject? manifestOptions = null, CancellationToken ct = default)
+        IReadOnlyDictionary<string, string>? extraTextFiles = null, JsonObject? manifestOptions = null, CancellationToken ct = default,
+        IReadOnlyDictionary<string, byte[]>? extraFiles = null)
     {
         var o = model.Options;
         using var scope = NewDisposeScope();
@@ -49,6 +50,8 @@ public static class ReferenceCheckpointExporter
         writer.WriteFile("tokenizer.model", File.ReadAllBytes(tokenizerModelPath));
         if (extraTextFiles is not null)
             foreach (var (path, content) in extraTextFiles) writer.WriteTextFile(path, content);
+        if (extraFiles is not null)
+            foreach (var (path, content) in extraFiles) writer.WriteFile(path, content);
         writer.Commit(ct);
     }
 

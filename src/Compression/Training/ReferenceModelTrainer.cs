@@ -60,11 +60,22 @@ public static class ReferenceModelTrainer
         ReferenceCheckpointExporter.Export(trained.Model, encoder, options.TokenizerModelPath, options.OutputDirectory,
             new Dictionary<string, string> { ["training-loss.csv"] = LossCsv(trained.Log) },
             manifestOptions: new System.Text.Json.Nodes.JsonObject { ["train_reference"] = options.ManifestJson() },
-            ct: ct);
+            ct: ct, extraFiles: trained.Log.Count == 0 ? null : new Dictionary<string, byte[]> { ["training-loss.png"] = LossCurvePng(trained.Log) });
         store.DeleteFolder();
         var last = trained.Log.Count > 0 ? trained.Log[^1] : null;
         return new ReferenceTrainingResult(options.OutputDirectory, trained.TokensSeen, options.Steps,
             last?.CrossEntropy ?? double.NaN, trained.Log, corpus.Domains.Select(d => (d.Domain, (long)d.Tokens.Length)).ToList());
+    }
+
+    /// <summary>training-loss.png: the cross-entropy and the load-balancing loss of the log rows against tokens seen.</summary>
+    public static byte[] LossCurvePng(IReadOnlyList<TrainingLogRow> log)
+    {
+        ArgumentNullException.ThrowIfNull(log);
+        var tokens = log.Select(r => r.TokensSeen / 1e6).ToArray();
+        return Reporting.ReportFigures.Lines("training loss", [
+            ("cross-entropy (nats/token)", tokens, log.Select(r => r.CrossEntropy).ToArray()),
+            ("load-balancing loss", tokens, log.Select(r => r.LoadBalancingLoss).ToArray()),
+        ], "tokens seen (millions)", "loss");
     }
 
     /// <summary>Reads <c>&lt;TrainDataDirectory&gt;/&lt;domain&gt;.txt</c> for each domain and tokenizes it into BOS-separated chunks.</summary>

@@ -42,8 +42,11 @@ public sealed class MixtralCheckpointExportTests : IDisposable
         var result = ReferenceModelTrainer.Train(options);
 
         Assert.Equal(2 * options.BatchSize * options.SequenceLength, result.TokensSeen);
-        foreach (var name in new[] { "config.json", "model.safetensors", "generation_config.json", "tokenizer.model", "tokenizer_config.json", "training-loss.csv" })
+        foreach (var name in new[] { "config.json", "model.safetensors", "generation_config.json", "tokenizer.model", "tokenizer_config.json", "training-loss.csv", "training-loss.png" })
             Assert.True(File.Exists(Path.Combine(output, name)), $"{name} missing");
+        var png = File.ReadAllBytes(Path.Combine(output, "training-loss.png"));
+        Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, png[..4]);
+        Assert.True(png.Length > 5_000, $"training-loss.png has only {png.Length} bytes");
 
         var config = JsonNode.Parse(File.ReadAllText(Path.Combine(output, "config.json")))!.AsObject();
         Assert.Equal("MixtralForCausalLM", config["architectures"]![0]!.GetValue<string>());
