@@ -1,3 +1,6 @@
+using MoECompress.Formats.Families;
+using MoECompress.Compression.Data;
+using MoECompress.Compression.Substitution;
 using System.Diagnostics;
 using MoECompress.Compression.Calibration;
 using MoECompress.Compression.Evaluation;
@@ -147,6 +150,25 @@ public static class QualityStudy
                         }, progress, cancellationToken);
                         return $"{r.InputExperts}→{r.OutputExperts} experts";
                     }));
+        }
+
+        if (options.Sections.Contains("substitute"))
+        {
+            // Compressed experts (N = k/2 of each token's top-k replaced by trained vectors) against simply computing
+            // k − N experts per token (reduced top-k), on the tokens of the general profile.
+            int topK;
+            using (var checkpoint = ModelCheckpoint.Open(model, cancellationToken: cancellationToken)) topK = checkpoint.MoE.TopK;
+            var aux = Math.Max(1, topK / 2);
+            foreach (var (name, export) in new[] { ("compressed experts", SubstituteExport.CompressedExperts), ("reduced top-k", SubstituteExport.ReducedTopK) })
+                rows.Add(Step("substitute", name, $"N = {aux} of top-{topK}", dir =>
+                {
+                    var r = Substituter.Run(new SubstituteOptions
+                    {
+                        Model = model, Output = dir, Aux = aux, Export = export,
+                        DataOptions = new CalibrationDataOptions { Samples = options.Samples, SeqLen = options.SeqLen },
+                    }, progress, cancellationToken);
+                    return $"{topK - aux} of {topK} experts computed per token";
+                }));
         }
 
         var report = new QualityStudyReport(model, options, domains.Select(Path.GetFileNameWithoutExtension).ToList()!, rows, clock.Elapsed.TotalSeconds);

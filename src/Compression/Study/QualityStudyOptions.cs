@@ -23,7 +23,7 @@ public sealed record QualityStudyOptions
     public string TaskDomain { get; init; } = "github_oss_with_stack";
     /// <summary>Group size of the quantization table (the demo model's 192/384 columns are not multiples of 128).</summary>
     public int GroupSize { get; init; } = 64;
-    /// <summary>Sections to run: "prune", "merge", "task", "quantize", "propagation" (GPTQ with compressed vs original propagation; not in the default set).</summary>
+    /// <summary>Sections to run: "prune", "merge", "task", "quantize", "propagation" (GPTQ and pruning with compressed vs original propagation), "substitute" (compressed experts, N = k/2, vs reduced top-k); the last two are not in the default set.</summary>
     public IReadOnlyList<string> Sections { get; init; } = ["prune", "merge", "task", "quantize"];
     /// <summary>Keep the compressed checkpoints (default: delete each after its evaluation).</summary>
     public bool KeepCheckpoints { get; init; }
