@@ -64,6 +64,14 @@ public sealed class CalibrationCollector : ILayerObserver, IDisposable
         return _layers.Values.Select(a => a.Build()).ToList();
     }
 
+    /// <summary>Statistics of MoE layer <paramref name="layer"/> (decoder index), which must have been seen.</summary>
+    public MoELayerStatistics BuildLayer(int layer)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        return _layers.TryGetValue(layer, out var acc) ? acc.Build()
+            : throw new InvalidOperationException($"layer {layer} has not been observed (observed: {string.Join(", ", _layers.Keys)})");
+    }
+
     /// <summary>
     /// The calibration profile: the layers' statistics, the super experts (rule of <see cref="SuperExpertReport"/> over
     /// <see cref="CalibrationModelInfo.NumLayers"/>) and the cold experts (<see cref="CalibrationCollectorOptions.ColdThreshold"/>).

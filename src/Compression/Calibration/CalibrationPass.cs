@@ -68,13 +68,13 @@ public static class CalibrationPass
     }
 
     /// <summary>
-    /// As <see cref="Run"/>, journaled: after each MoE layer the hidden states at the layer boundary and the statistics so
-    /// far (<paramref name="statisticsSoFar"/> of the finished layers) are saved to <paramref name="journal"/>; a resumed
-    /// journal restores the session and skips the finished layers. Stops after the last MoE layer.
+    /// As <see cref="Run"/>, journaled: after each MoE layer the hidden states at the layer boundary and that layer's
+    /// statistics (<paramref name="asProfile"/> wraps them in a one-layer profile) are saved to <paramref name="journal"/>;
+    /// a resumed journal restores the session and skips the finished layers. Stops after the last MoE layer.
     /// </summary>
     /// <returns>The statistics of the layers an interrupted run had finished (the collector holds the others).</returns>
     internal static IReadOnlyList<MoELayerStatistics> RunJournaled(ModelCheckpoint checkpoint, CalibrationSet set, CalibrationCollector collector,
-        StreamingOptions streaming, LayerPassJournal journal, Func<IReadOnlyList<MoELayerStatistics>, CalibrationProfile> statisticsSoFar,
+        StreamingOptions streaming, LayerPassJournal journal, Func<MoELayerStatistics, CalibrationProfile> asProfile,
         IProgress<string>? progress, CancellationToken cancellationToken)
     {
         ModelEngine.EnsureSupported(checkpoint.Family, checkpoint.Config);
@@ -91,7 +91,7 @@ public static class CalibrationPass
             cancellationToken.ThrowIfCancellationRequested();
             var layer = session.NextLayer;
             session.RunNextLayer(collector, cancellationToken);
-            if (cfg.IsMoELayer[layer]) journal.Save(session, statisticsSoFar([.. restored, .. collector.BuildLayers()]));
+            if (cfg.IsMoELayer[layer]) journal.Save(session, asProfile(collector.BuildLayer(layer)));
         }
         return restored;
     }

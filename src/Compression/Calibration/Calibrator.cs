@@ -82,7 +82,7 @@ public static class Calibrator
                 Sha256Hex(configPath), collectorOptions.MeanOutputOverAllTokens.ToString(), collectorOptions.ColdThreshold?.ToString("R", CultureInfo.InvariantCulture) ?? "-",
                 options.MicroBatch.ToString(CultureInfo.InvariantCulture)), options.Resume, "--resume");
             var restored = CalibrationPass.RunJournaled(checkpoint, set, collector, streaming, journal,
-                layers => CalibrationProfile.Create(model, data, collectorOptions, layers), progress, cancellationToken);
+                layer => CalibrationProfile.Create(model, data, collectorOptions, [layer]), progress, cancellationToken);
             profile = CalibrationProfile.Create(model, data, collectorOptions, [.. restored, .. collector.BuildLayers()]);
         }
 

@@ -10,16 +10,17 @@ namespace MoECompress.Compression.Calibration;
 /// <summary>
 /// The resume journal of a sequential layer pass that decides per layer (prune with compressed propagation): a hidden
 /// folder beside the output, <c>.&lt;output name&gt;.&lt;operation&gt;-journal</c>, holding after each finished layer
-/// the calibration hidden states at that layer boundary (exact float32), the statistics of every finished layer (a
-/// calibration profile, exact) and <c>journal.json</c> (next layer, the files, a fingerprint of everything that decides
-/// the result). A resumed run restores the session and the statistics, so it decides and writes exactly what an
+/// the calibration hidden states at that layer boundary (exact float32), that layer's statistics (a one-layer
+/// calibration profile, exact; written once, so the journal grows by one layer's statistics per layer) and
+/// <c>journal.json</c> (next layer, the files, a fingerprint of everything that decides the result). A resumed run restores the session and the statistics, so it decides and writes exactly what an
 /// uninterrupted run would. Every file is written under a temporary name and renamed; journal.json last.
 /// </summary>
 internal sealed class LayerPassJournal
 {
     private const string JournalFile = "journal.json";
     private readonly string _fingerprint;
-    private string? _stateFile, _profileDir;
+    private string? _stateFile;
+    private readonly List<string> _statistics = [];
 
     private LayerPassJournal(string directory, string fingerprint)
     {
@@ -71,7 +72,7 @@ internal sealed class LayerPassJournal
                         $"{file}: was written by a {operation} with other options, data or model; rerun with the same ones, or delete {dir} to start again");
                 journal.NextLayer = state["next_layer"]?.GetValue<int>() ?? 0;
                 journal._stateFile = state["hidden_states"]?.GetValue<string>();
-                journal._profileDir = state["profile"]?.GetValue<string>();
+                foreach (var layer in state["statistics"] as JsonArray ?? []) journal._statistics.Add(layer!.GetValue<string>());
                 journal.Resumed = journal._stateFile is not null;
             }
         }
@@ -89,49 +90,62 @@ internal sealed class LayerPassJournal
         return Convert.ToHexStringLower(hash.GetHashAndReset());
     }
 
-    /// <summary>The statistics of the layers the interrupted run finished (empty for a new run).</summary>
+    /// <summary>The statistics of the layers the interrupted run finished, in layer order (empty for a new run).</summary>
     public IReadOnlyList<MoELayerStatistics> RestoreStatistics()
     {
-        if (!Resumed || _profileDir is null) return [];
-        var path = Path.Combine(Directory, _profileDir);
-        if (!System.IO.Directory.Exists(path))
-            throw new MoeCompressException(ErrorKind.Io, $"{path}: the statistics of the interrupted run are missing; delete {Directory} and start again");
-        return CalibrationProfile.Load(path).Layers;
+        if (!Resumed) return [];
+        var layers = new List<MoELayerStatistics>();
+        foreach (var name in _statistics)
+        {
+            var path = Path.Combine(Directory, name);
+            if (!System.IO.Directory.Exists(path))
+                throw new MoeCompressException(ErrorKind.Io, $"{path}: the statistics of the interrupted run are missing; delete {Directory} and start again");
+            layers.AddRange(CalibrationProfile.Load(path).Layers);
+        }
+        return layers;
     }
 
     /// <summary>Moves a fresh session to the layer boundary of the interrupted run (nothing to do for a new run).</summary>
     public void Restore(StreamingSession session)
     {
-        if (!Resumed) return;
-        var path = Path.Combine(Directory, _stateFile!);
-        if (!File.Exists(path))
-            throw new MoeCompressException(ErrorKind.Io, $"{path}: the saved activations of the interrupted run are missing; delete {Directory} and start again");
-        session.RestoreState(path);
-        if (session.NextLayer != NextLayer)
-            throw new MoeCompressException(ErrorKind.Io, $"{path}: holds the state before layer {session.NextLayer}, the journal says {NextLayer}");
+        if (Resumed) RestoreSession(session, Path.Combine(Directory, _stateFile!), NextLayer, Directory);
     }
 
-    /// <summary>Records a finished layer: the session's hidden states at its boundary and the statistics so far; the
-    /// previous files are deleted once journal.json points at the new ones.</summary>
-    public void Save(StreamingSession session, CalibrationProfile statistics)
+    /// <summary>Restores <paramref name="session"/> from a state file of an interrupted run that the journal places before
+    /// layer <paramref name="nextLayer"/>; errors name the file and the folder to delete to start again.</summary>
+    internal static void RestoreSession(StreamingSession session, string path, int nextLayer, string folder)
+    {
+        if (!File.Exists(path))
+            throw new MoeCompressException(ErrorKind.Io, $"{path}: the saved activations of the interrupted run are missing; delete {folder} and start again");
+        session.RestoreState(path);
+        if (session.NextLayer != nextLayer)
+            throw new MoeCompressException(ErrorKind.Io, $"{path}: holds the state before layer {session.NextLayer}, the journal says {nextLayer}");
+    }
+
+    /// <summary>Records a finished layer: the session's hidden states at its boundary and <paramref name="layer"/>, that
+    /// layer's statistics (a one-layer profile); the previous hidden-state file is deleted once journal.json points at the new one.</summary>
+    public void Save(StreamingSession session, CalibrationProfile layer)
     {
         var next = session.NextLayer;
         var state = $"hidden-states-before-layer-{next}.bin";
-        var profile = $"statistics-before-layer-{next}";
         session.SaveState(Path.Combine(Directory, state));
-        var profilePath = Path.Combine(Directory, profile);
-        if (System.IO.Directory.Exists(profilePath)) System.IO.Directory.Delete(profilePath, recursive: true);
-        statistics.Save(profilePath);
-        var json = new JsonObject { ["fingerprint"] = _fingerprint, ["next_layer"] = next, ["hidden_states"] = state, ["profile"] = profile };
+        var name = $"statistics-layer-{layer.Layers.Single().Layer}";
+        var path = Path.Combine(Directory, name);
+        if (System.IO.Directory.Exists(path)) System.IO.Directory.Delete(path, recursive: true); // left by a kill before journal.json named it
+        layer.Save(path);
+        _statistics.Add(name);
+        var json = new JsonObject
+        {
+            ["fingerprint"] = _fingerprint, ["next_layer"] = next, ["hidden_states"] = state,
+            ["statistics"] = new JsonArray(_statistics.Select(n => (JsonNode?)n).ToArray()),
+        };
         var file = Path.Combine(Directory, JournalFile);
         var tmp = file + ".tmp";
         File.WriteAllText(tmp, json.ToJsonString() + "\n");
         File.Move(tmp, file, overwrite: true);
-        var (oldState, oldProfile) = (_stateFile, _profileDir);
-        (_stateFile, _profileDir, NextLayer) = (state, profile, next);
-        if (oldState is not null && oldState != state) File.Delete(Path.Combine(Directory, oldState));
-        if (oldProfile is not null && oldProfile != profile && System.IO.Directory.Exists(Path.Combine(Directory, oldProfile)))
-            System.IO.Directory.Delete(Path.Combine(Directory, oldProfile), recursive: true);
+        var previous = _stateFile;
+        (_stateFile, NextLayer) = (state, next);
+        if (previous is not null && previous != state) File.Delete(Path.Combine(Directory, previous));
     }
 
     /// <summary>Removes the journal (the run finished, or it was a dry run).</summary>

@@ -76,78 +76,23 @@ public static class Pruner
             throw new MoeCompressException(ErrorKind.Usage,
                 "--resume: only a prune with compressed propagation journals its layers; this one uses original propagation (--propagate original, --profile, --global or an activation-measuring method)");
         var notes = new List<string>();
-        CalibrationProfile profile;
-        ExpertScores scores;
-        IReadOnlyDictionary<int, LayerSelection> selections;
-        IReadOnlyDictionary<int, IReadOnlyCollection<int>> protectedMap;
         GlobalPruningSummary? global = null;
         IReadOnlyDictionary<int, (int Keep, IReadOnlyList<int> Removed)>? allocation = null;
         LayerPassJournal? journal = null;
+        PruneDecisions decided;
         if (compressed)
-        {
-            ModelEngine.EnsureSupported(checkpoint.Family, checkpoint.Config);
-            var set = options.Profile.LoadTokens(checkpoint, progress, cancellationToken);
-            if (output is not null && !options.DryRun)
-                journal = LayerPassJournal.Open(output, "prune", LayerPassJournal.Fingerprint(set, CalibrationProfile.CurrentToolVersion,
-                    Calibrator.Sha256Hex(checkpoint.ConfigPath), scorer.Name, keep.ToString(CultureInfo.InvariantCulture),
-                    options.AllowSuperExperts.ToString(), options.Profile.MicroBatch.ToString(CultureInfo.InvariantCulture)), options.Resume, "--resume");
-            progress?.Report($"sequential prune ({scorer.Name}, keep {keep} of {cfg.NumExperts}) over {checkpoint.Directory}: {set.Count} x {set.SeqLen} = {(long)set.Count * set.SeqLen:N0} tokens, " +
-                             "each layer decided before the next is measured (compressed propagation)");
-            var pass = SequentialPrunePass.Run(checkpoint, set, scorer, keep, options.AllowSuperExperts,
-                new StreamingOptions { MicroBatchTokens = options.Profile.MicroBatch }, journal, progress, cancellationToken);
-            (profile, scores, selections, protectedMap) = (pass.Profile, pass.Scores, pass.Selections, pass.Protected);
-            notes.Add("compressed propagation: each layer's statistics were measured on the outputs of the already-pruned layers before it; " +
-                      "super experts by the profile rule over the layers measured so far");
-        }
+            (decided, journal) = DecideSequentially(checkpoint, options, scorer, keep, output, notes, progress, cancellationToken);
         else
-        {
-            // Calibration statistics of the original model (one pass, or a saved profile), then every decision.
-            profile = ProfileProvider.LoadOrCollect(checkpoint, options.Profile, progress, cancellationToken);
-            var decoderLayers = profile.Layers.Select(l => l.Layer).ToList();
-            var supers = options.AllowSuperExperts
-                ? new Dictionary<int, IReadOnlyCollection<int>>()
-                : profile.SuperExperts.Experts.GroupBy(s => s.Layer)
-                    .ToDictionary(g => g.Key, g => (IReadOnlyCollection<int>)g.Select(s => s.Expert).Order().ToList());
-            protectedMap = supers;
-            if (!options.Global)
-                foreach (var layer in decoderLayers)
-                    KeptExpertChooser.CheckFeasible(layer, cfg.NumExperts, keep, groups, supers.TryGetValue(layer, out var p) ? p : []);
-
-            CalibrationSet? tokens = null;
-            if (scorer.RequiresActivations)
-            {
-                tokens = options.Profile.LoadTokens(checkpoint, progress, cancellationToken);
-                notes.Add($"{scorer.Name} measured MoE block outputs on {tokens}");
-            }
-            var context = new ExpertScoringContext
-            {
-                Profile = profile,
-                Checkpoint = checkpoint,
-                Tokens = tokens,
-                Streaming = new StreamingOptions { MicroBatchTokens = options.Profile.MicroBatch },
-                Progress = progress,
-            };
-            progress?.Report($"scoring experts: {scorer.Name}");
-            scores = scorer.Score(context, cancellationToken);
-
-            if (options.Global)
-            {
-                (keep, global, allocation) = PlanGlobal(cfg, options, scores, decoderLayers, l => supers.TryGetValue(l, out var p) ? p : [], supers);
-                progress?.Report($"global ranking: per-layer counts [{string.Join(", ", global.LayerKeep.OrderBy(kv => kv.Key).Select(kv => kv.Value))}] → E' = {keep}");
-            }
-
-            progress?.Report($"choosing {keep} of {cfg.NumExperts} experts per layer: {scorer.Name}");
-            selections = scorer.SelectKept(context, scores,
-                new KeepRequest { Keep = keep, Groups = groups, Protected = supers, Layers = decoderLayers }, cancellationToken);
-        }
+            (decided, keep, global, allocation) = DecideFromProfile(checkpoint, options, scorer, keep, notes, progress, cancellationToken);
+        var (profile, scores, selections, protectedMap) = decided;
         var source = new ProfileSource(options.Profile.Profile is null ? null : Path.GetFullPath(options.Profile.Profile),
             profile.Data, profile.Tokens, profile.CreatedUtc);
-        var decoderLayersAll = profile.Layers.Select(l => l.Layer).ToList();
+        var decoderLayers = profile.Layers.Select(l => l.Layer).ToList();
         IReadOnlyCollection<int> ProtectedIn(int layer) => protectedMap.TryGetValue(layer, out var p) ? p : [];
 
         var layers = new List<PrunedLayer>();
         var plan = new SortedDictionary<int, IReadOnlyList<OutputExpert>>();
-        foreach (var layer in decoderLayersAll)
+        foreach (var layer in decoderLayers)
         {
             var selection = selections.TryGetValue(layer, out var s) ? s
                 : throw new MoeCompressException(ErrorKind.Internal, $"{scorer.Name} made no decision for layer {layer}");
@@ -219,6 +164,75 @@ public static class Pruner
             progress, cancellationToken);
         journal?.Delete();
         return report with { Output = surgery.OutputDirectory, Surgery = surgery, ElapsedSeconds = clock.Elapsed.TotalSeconds };
+    }
+
+    /// <summary>Compressed propagation: one sequential pass decides each layer before measuring the next, journaled
+    /// beside <paramref name="output"/> (none for a dry run).</summary>
+    private static (PruneDecisions, LayerPassJournal?) DecideSequentially(ModelCheckpoint checkpoint, PruneOptions options, IExpertScorer scorer,
+        int keep, string? output, List<string> notes, IProgress<string>? progress, CancellationToken ct)
+    {
+        var set = options.Profile.LoadTokens(checkpoint, progress, ct);
+        LayerPassJournal? journal = null;
+        if (output is not null && !options.DryRun)
+            journal = LayerPassJournal.Open(output, "prune", LayerPassJournal.Fingerprint(set, CalibrationProfile.CurrentToolVersion,
+                Calibrator.Sha256Hex(checkpoint.ConfigPath), scorer.Name, keep.ToString(CultureInfo.InvariantCulture),
+                options.AllowSuperExperts.ToString(), options.Profile.MicroBatch.ToString(CultureInfo.InvariantCulture)), options.Resume, "--resume");
+        progress?.Report($"sequential prune ({scorer.Name}, keep {keep} of {checkpoint.MoE.NumExperts}) over {checkpoint.Directory}: " +
+                         $"{set.Count} x {set.SeqLen} = {(long)set.Count * set.SeqLen:N0} tokens, each layer decided before the next is measured (compressed propagation)");
+        var decided = SequentialPrunePass.Run(checkpoint, set, scorer, keep, options.AllowSuperExperts,
+            new StreamingOptions { MicroBatchTokens = options.Profile.MicroBatch }, journal, progress, ct);
+        notes.Add("compressed propagation: each layer's statistics were measured on the outputs of the already-pruned layers before it; " +
+                  "super experts by the profile rule over the layers measured so far");
+        return (decided, journal);
+    }
+
+    /// <summary>Original propagation: the statistics of the original model (one calibration pass, or a saved profile),
+    /// then every layer's decision; with <see cref="PruneOptions.Global"/> the ranking across layers fixes E'.</summary>
+    private static (PruneDecisions, int Keep, GlobalPruningSummary?, IReadOnlyDictionary<int, (int Keep, IReadOnlyList<int> Removed)>?) DecideFromProfile(
+        ModelCheckpoint checkpoint, PruneOptions options, IExpertScorer scorer, int keep, List<string> notes, IProgress<string>? progress, CancellationToken ct)
+    {
+        var cfg = checkpoint.MoE;
+        var groups = Math.Max(1, cfg.NumGroups);
+        var profile = ProfileProvider.LoadOrCollect(checkpoint, options.Profile, progress, ct);
+        var decoderLayers = profile.Layers.Select(l => l.Layer).ToList();
+        IReadOnlyDictionary<int, IReadOnlyCollection<int>> supers = options.AllowSuperExperts
+            ? new Dictionary<int, IReadOnlyCollection<int>>()
+            : profile.SuperExperts.Experts.GroupBy(s => s.Layer)
+                .ToDictionary(g => g.Key, g => (IReadOnlyCollection<int>)g.Select(s => s.Expert).Order().ToList());
+        IReadOnlyCollection<int> ProtectedIn(int layer) => supers.TryGetValue(layer, out var p) ? p : [];
+        if (!options.Global)
+            foreach (var layer in decoderLayers)
+                KeptExpertChooser.CheckFeasible(layer, cfg.NumExperts, keep, groups, ProtectedIn(layer));
+
+        CalibrationSet? tokens = null;
+        if (scorer.RequiresActivations)
+        {
+            tokens = options.Profile.LoadTokens(checkpoint, progress, ct);
+            notes.Add($"{scorer.Name} measured MoE block outputs on {tokens}");
+        }
+        var context = new ExpertScoringContext
+        {
+            Profile = profile,
+            Checkpoint = checkpoint,
+            Tokens = tokens,
+            Streaming = new StreamingOptions { MicroBatchTokens = options.Profile.MicroBatch },
+            Progress = progress,
+        };
+        progress?.Report($"scoring experts: {scorer.Name}");
+        var scores = scorer.Score(context, ct);
+
+        GlobalPruningSummary? global = null;
+        IReadOnlyDictionary<int, (int Keep, IReadOnlyList<int> Removed)>? allocation = null;
+        if (options.Global)
+        {
+            (keep, global, allocation) = PlanGlobal(cfg, options, scores, decoderLayers, ProtectedIn, supers);
+            progress?.Report($"global ranking: per-layer counts [{string.Join(", ", global.LayerKeep.OrderBy(kv => kv.Key).Select(kv => kv.Value))}] → E' = {keep}");
+        }
+
+        progress?.Report($"choosing {keep} of {cfg.NumExperts} experts per layer: {scorer.Name}");
+        var selections = scorer.SelectKept(context, scores,
+            new KeepRequest { Keep = keep, Groups = groups, Protected = supers, Layers = decoderLayers }, ct);
+        return (new PruneDecisions(profile, scores, selections, supers), keep, global, allocation);
     }
 
     /// <summary>The journal folder a compressed-propagation prune writing <paramref name="output"/> keeps beside it until it

@@ -20,10 +20,7 @@ namespace MoECompress.Compression.Pruning;
 /// </summary>
 internal static class SequentialPrunePass
 {
-    internal sealed record Result(CalibrationProfile Profile, ExpertScores Scores, IReadOnlyDictionary<int, LayerSelection> Selections,
-        IReadOnlyDictionary<int, IReadOnlyCollection<int>> Protected);
-
-    public static Result Run(ModelCheckpoint checkpoint, CalibrationSet set, IExpertScorer scorer, int keep, bool allowSuperExperts,
+    public static PruneDecisions Run(ModelCheckpoint checkpoint, CalibrationSet set, IExpertScorer scorer, int keep, bool allowSuperExperts,
         StreamingOptions streaming, LayerPassJournal? journal, IProgress<string>? progress, CancellationToken ct)
     {
         var cfg = checkpoint.MoE;
@@ -35,7 +32,7 @@ internal static class SequentialPrunePass
         var selections = new SortedDictionary<int, LayerSelection>();
         var scores = new Dictionary<int, double[]>();
         var protectedMap = new SortedDictionary<int, IReadOnlyCollection<int>>();
-        CalibrationProfile? profile = null;
+        CalibrationProfile? profile = null, layerProfile = null;
 
         // Layer l's decision from the statistics of layers ≤ l (deterministic: a resumed run repeats it exactly).
         LayerSelection Decide(MoELayerStatistics stats)
@@ -43,8 +40,9 @@ internal static class SequentialPrunePass
             var l = stats.Layer;
             finished.Add(stats);
             profile = CalibrationProfile.Create(model, data, collectorOptions, finished);
+            layerProfile = CalibrationProfile.Create(model, data, collectorOptions, [stats]); // scored alone, journaled alone
             var context = new ExpertScoringContext { Profile = profile, Checkpoint = checkpoint, Tokens = set, Streaming = streaming, Progress = progress };
-            var layerScores = scorer.Score(context with { Profile = CalibrationProfile.Create(model, data, collectorOptions, [stats]) }, ct);
+            var layerScores = scorer.Score(context with { Profile = layerProfile }, ct);
             scores[l] = layerScores.Of(l).ToArray();
             IReadOnlyCollection<int> protect = allowSuperExperts ? []
                 : profile.SuperExperts.Experts.Where(s => s.Layer == l).Select(s => s.Expert).Order().ToList();
@@ -83,10 +81,15 @@ internal static class SequentialPrunePass
             foreach (var e in selection.Kept) kept[e] = true;
             layer.MoEOptions = new MoEForwardOptions { KeptExperts = kept };
             session.Advance(layer, null, ct);
-            journal?.Save(session, profile!);
+            journal?.Save(session, layerProfile!);
             progress?.Report(string.Create(CultureInfo.InvariantCulture,
                 $"layer {l}: kept {selection.Kept.Count} of {cfg.NumExperts} experts; the next layer sees the pruned layer's outputs"));
         }
-        return new Result(profile!, new ExpertScores(scorer.Name, scores), selections, protectedMap);
+        return new PruneDecisions(profile!, new ExpertScores(scorer.Name, scores), selections, protectedMap);
     }
 }
+
+/// <summary>What a prune decided per MoE layer, and from which statistics: the profile the decisions read, the scores,
+/// the kept experts and the protected (super) experts.</summary>
+internal sealed record PruneDecisions(CalibrationProfile Profile, ExpertScores Scores, IReadOnlyDictionary<int, LayerSelection> Selections,
+    IReadOnlyDictionary<int, IReadOnlyCollection<int>> Protected);

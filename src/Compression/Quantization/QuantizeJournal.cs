@@ -1,6 +1,5 @@
 using System.Text.Json.Nodes;
 using MoECompress.Compression.Model;
-using MoECompress.Formats.Errors;
 using MoECompress.Formats.Safetensors;
 
 namespace MoECompress.Compression.Quantization;
@@ -62,12 +61,7 @@ internal sealed class QuantizeJournal
     public void Restore(StreamingSession session)
     {
         if (_stateFile is null) return;
-        var path = Path.Combine(_writer.ScratchDirectory, _stateFile);
-        if (!File.Exists(path))
-            throw new MoeCompressException(ErrorKind.Io, $"{path}: the saved activations of the interrupted run are missing; delete {_writer.TemporaryDirectory} and start again");
-        session.RestoreState(path);
-        if (session.NextLayer != NextLayer)
-            throw new MoeCompressException(ErrorKind.Io, $"{path}: holds the state before layer {session.NextLayer}, the journal says {NextLayer}");
+        Calibration.LayerPassJournal.RestoreSession(session, Path.Combine(_writer.ScratchDirectory, _stateFile), NextLayer, _writer.TemporaryDirectory);
     }
 
     private JsonObject State(string? hiddenStates) => new()

@@ -13,7 +13,7 @@ public static class MixtralCheckpointLoader
     {
         var c = ReferenceCheckpointLoader.ReadConfig(checkpointDirectory);
         if (c.String("model_type") != "mixtral")
-            throw new MoeCompressException(ErrorKind.InvalidConfig, $"'{c.Path}': model_type must be \"mixtral\"");
+            throw new MoeCompressException(ErrorKind.InvalidConfig, $"'{c.ConfigPath}': model_type must be \"mixtral\"");
         var options = ReferenceCheckpointLoader.OptionsFor(checkpointDirectory) with
         {
             Layers = c.Int("num_hidden_layers"),
@@ -28,9 +28,9 @@ public static class MixtralCheckpointLoader
             RmsNormEps = c.Double("rms_norm_eps", 1e-5),
             SequenceLength = c.Int("max_position_embeddings"),
         };
-        if (c.Node("head_dim") is { } hd && hd.GetValue<int>() != options.HiddenSize / options.AttentionHeads)
+        if (c.OptionalInt("head_dim") is { } hd && hd != options.HiddenSize / options.AttentionHeads)
             throw new MoeCompressException(ErrorKind.InvalidConfig,
-                $"'{c.Path}': head_dim {hd} differs from hidden_size/num_attention_heads, which this model does not support");
+                $"'{c.ConfigPath}': head_dim {hd} differs from hidden_size/num_attention_heads, which this model does not support");
         return ReferenceCheckpointLoader.LoadWeights(new MixtralTrainingModel(options, c.Int("vocab_size"), seed: 0), checkpointDirectory);
     }
 }

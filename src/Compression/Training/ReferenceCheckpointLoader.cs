@@ -1,5 +1,5 @@
-using System.Text.Json.Nodes;
 using MoECompress.Formats.Errors;
+using MoECompress.Formats.Families;
 using MoECompress.Formats.Safetensors;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -24,24 +24,24 @@ public static class ReferenceCheckpointLoader
             "deepseek_v3" => LoadWeights(new DeepseekV3TrainingModel(DeepseekV3Options(config, checkpointDirectory), config.Int("vocab_size"), seed: 0),
                 checkpointDirectory),
             var other => throw new MoeCompressException(ErrorKind.InvalidConfig,
-                $"'{config.Path}': model_type \"{other}\" is not a reference-model layout (mixtral, deepseek_v3)"),
+                $"'{config.ConfigPath}': model_type \"{other}\" is not a reference-model layout (mixtral, deepseek_v3)"),
         };
     }
 
-    private static ReferenceModelOptions DeepseekV3Options(Config c, string dir)
+    private static ReferenceModelOptions DeepseekV3Options(ConfigReader c, string dir)
     {
         void Require(bool ok, string key, string what)
         {
-            if (!ok) throw new MoeCompressException(ErrorKind.InvalidConfig, $"'{c.Path}': {key} {what}, which the training model does not support");
+            if (!ok) throw new MoeCompressException(ErrorKind.InvalidConfig, $"'{c.ConfigPath}': {key} {what}, which the training model does not support");
         }
-        Require(c.Node("q_lora_rank") is null, "q_lora_rank", "is set (a low-rank query path)");
+        Require(!c.Has("q_lora_rank"), "q_lora_rank", "is set (a low-rank query path)");
         Require(c.Int("n_group", 1) == 1, "n_group", "is not 1");
         Require(c.Int("topk_group", 1) == 1, "topk_group", "is not 1");
         Require((c.String("scoring_func") ?? "sigmoid") == "sigmoid", "scoring_func", "is not sigmoid");
         Require((c.String("topk_method") ?? "noaux_tc") == "noaux_tc", "topk_method", "is not noaux_tc");
         Require(c.Bool("norm_topk_prob", true), "norm_topk_prob", "is false");
         Require(c.Bool("rope_interleave", true), "rope_interleave", "is false");
-        Require(c.Node("rope_scaling") is null, "rope_scaling", "is set");
+        Require(!c.Has("rope_scaling"), "rope_scaling", "is set");
         Require(c.Int("moe_layer_freq", 1) == 1, "moe_layer_freq", "is not 1");
         Require(c.Int("num_nextn_predict_layers", 0) == 0, "num_nextn_predict_layers", "is not 0 (MTP layers)");
         Require(c.Int("num_key_value_heads", c.Int("num_attention_heads")) == c.Int("num_attention_heads"), "num_key_value_heads",
@@ -114,24 +114,9 @@ public static class ReferenceCheckpointLoader
         target.copy_(value);
     }
 
-    internal static Config ReadConfig(string checkpointDirectory)
+    internal static ConfigReader ReadConfig(string checkpointDirectory)
     {
         var path = Path.Combine(checkpointDirectory, "config.json");
-        if (!File.Exists(path))
-            throw new MoeCompressException(ErrorKind.InvalidConfig, $"'{path}' does not exist");
-        try { return new Config(path, JsonNode.Parse(File.ReadAllText(path))!.AsObject()); }
-        catch (Exception ex) { throw new MoeCompressException(ErrorKind.InvalidConfig, $"'{path}' is not valid JSON: {ex.Message}", ex); }
-    }
-
-    /// <summary>Typed reads of config.json keys; a missing required key is an error naming it and the file.</summary>
-    internal sealed record Config(string Path, JsonObject Json)
-    {
-        public JsonNode? Node(string key) => Json[key];
-        public string? String(string key) => Json[key]?.GetValue<string>();
-        public int Int(string key) => Json[key]?.GetValue<int>()
-            ?? throw new MoeCompressException(ErrorKind.InvalidConfig, $"'{Path}' lacks \"{key}\"");
-        public int Int(string key, int dflt) => Json[key] is JsonNode n ? n.GetValue<int>() : dflt;
-        public double Double(string key, double dflt) => Json[key] is JsonNode n ? n.GetValue<double>() : dflt;
-        public bool Bool(string key, bool dflt) => Json[key] is JsonNode n ? n.GetValue<bool>() : dflt;
+        return new ConfigReader(ConfigReader.LoadFile(path), path);
     }
 }
