@@ -23,7 +23,14 @@ internal static class ScalarOps
 
     public static Tensor Times(this Tensor t, double value) => With(value, t.mul);
 
-    public static Tensor Plus(this Tensor t, double value) => With(value, t.add);
+    // add(Scalar) would make its alpha = 1 a Scalar inside TorchSharp that nothing holds during the native call (seen as
+    // "Expected false to be true ... toFloat" from add_Scalar): the alpha is explicit and held too.
+    // An integer alpha, valid for integer tensors too.
+    public static Tensor Plus(this Tensor t, double value)
+    {
+        using var one = 1.ToScalar();
+        return With(value, s => t.add(s, one));
+    }
 
     public static Tensor Over(this Tensor t, double value) => With(value, s => t.div(s));
 

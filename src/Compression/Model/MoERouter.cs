@@ -91,10 +91,9 @@ public sealed class MoERouter : IDisposable
         var weights = scores.gather(1, topIdx);
         // Explicit scalars held through the native calls: implicit double → Scalar temporaries can be finalized while
         // libtorch reads them ("Unknown scalar type", seen in the test suite here).
-        using var epsilon = spec.NormalizeEpsilon.ToScalar();
         using var scaling = spec.ScalingFactor.ToScalar();
         if (spec.Normalize)
-            weights = weights.div(weights.sum(-1, keepdim: true).add(epsilon));
+            weights = weights.div(weights.sum(-1, keepdim: true).Plus(spec.NormalizeEpsilon));
         if (spec.ScalingFactor != 1.0)
             weights = weights.mul(scaling);
 
