@@ -1,6 +1,7 @@
 using System.CommandLine;
 using MoECompress.Cli.Rendering;
 using MoECompress.Compression.Merging;
+using MoECompress.Compression.Quantization;
 using MoECompress.Compression.Reporting;
 
 namespace MoECompress.Cli.Commands;
@@ -28,10 +29,16 @@ internal static class MergeCommand
         var maxCluster = new Option<int?>("--max-cluster-size") { Description = "Most experts per cluster (default: balanced, ceil(E/E'); 0 = no limit)" };
         var routerSamples = new Option<int>("--router-samples") { Description = "Calibration sequences used to measure the router-row choice", DefaultValueFactory = _ => MergeOptions.DefaultRouterSamples };
         var seed = new Option<int>("--kmeans-seed") { Description = "Seed of k-means++", DefaultValueFactory = _ => 0 };
+        var propagate = new Option<string?>("--propagate")
+        {
+            Description = "What feeds the next layer while statistics are measured: compressed (the merged layer's outputs; one layer at a time) " +
+                          "or original. Default: compressed when the statistics are measured in this run (--data), original with --profile",
+        };
+        var resume = new Option<bool>("--resume") { Description = "Continue an interrupted compressed-propagation merge from its journal beside <out> (same options); byte-identical to an uninterrupted run" };
         var shared = new CompressionOptions();
         var command = new Command("merge", "Cluster routed experts per layer and merge each cluster into one expert")
         {
-            input, output, ratio, keep, method, clustering, rank, energy, whiten, routerRows, allowSuper, noAlign, maxCluster, routerSamples, seed,
+            input, output, ratio, keep, method, clustering, rank, energy, whiten, routerRows, allowSuper, noAlign, maxCluster, routerSamples, seed, propagate, resume,
         };
         foreach (var o in shared.All) command.Options.Add(o);
         command.SetAction(async (parse, ct) =>
@@ -57,6 +64,8 @@ internal static class MergeCommand
                 MaxClusterSize = parse.GetValue(maxCluster),
                 RouterSamples = parse.GetValue(routerSamples),
                 Seed = parse.GetValue(seed),
+                Propagate = parse.GetValue(propagate) is { } p ? OptionChecks.ParseEnum<Propagation>(p, "--propagate") : null,
+                Resume = parse.GetValue(resume),
                 Profile = shared.ProfileRequest(parse),
                 Overwrite = parse.GetValue(shared.Overwrite),
                 DryRun = parse.GetValue(shared.DryRun),

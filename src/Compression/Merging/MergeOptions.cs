@@ -69,8 +69,22 @@ public sealed record MergeOptions
     public double Damping { get; init; } = 0.01;
     /// <summary>Router rows of merged experts: measured choice per layer, or forced.</summary>
     public RouterRowChoice RouterRows { get; init; } = RouterRowChoice.Auto;
-    /// <summary>Calibration sequences (of <see cref="ProfileRequest.SeqLen"/> tokens, drawn from the profile request's data) streamed to measure the router rows.</summary>
+    /// <summary>Calibration sequences (of <see cref="ProfileRequest.SeqLen"/> tokens, drawn from the profile request's data)
+    /// streamed to measure the router rows with original propagation. With compressed propagation the rows are measured
+    /// inside the sequential pass, on every calibration sequence it streams, so this is not used.</summary>
     public int RouterSamples { get; init; } = DefaultRouterSamples;
+    /// <summary>
+    /// What feeds layer l+1 while its statistics are collected. <see cref="Quantization.Propagation.Compressed"/>: the merged
+    /// layer l's outputs (one sequential pass that clusters, merges and measures each layer before the next; see
+    /// <see cref="SequentialMergePass"/>); <see cref="Quantization.Propagation.Original"/>: the original model's (one
+    /// calibration pass, then every decision, then the router-row measurement and, for whitening, a Hessian pass). Null
+    /// (the default): compressed when the statistics are collected by this run from <see cref="ProfileRequest.Data"/>,
+    /// original with a saved profile (it holds the original model's statistics).
+    /// </summary>
+    public Quantization.Propagation? Propagate { get; init; }
+    /// <summary>Continue an interrupted run with compressed propagation from its journal beside the output (finished layers
+    /// are not run again; the output is byte-identical to an uninterrupted run's). Without it a leftover journal is an error.</summary>
+    public bool Resume { get; init; }
     /// <summary>Where the calibration statistics come from (a saved profile, or a run over calibration data now).</summary>
     public ProfileRequest Profile { get; init; } = new();
     /// <summary>Merge super experts like any other (by default each stays alone, unmerged).</summary>
@@ -79,7 +93,8 @@ public sealed record MergeOptions
     public int Seed { get; init; }
     /// <summary>Replace an existing output folder.</summary>
     public bool Overwrite { get; init; }
-    /// <summary>Compute and report the clusters only; read no expert weights and write nothing.</summary>
+    /// <summary>Report the clusters and write nothing. With original propagation no expert weights are read; with compressed
+    /// propagation the sequential pass still merges each layer (in memory, subspace merges in a temporary folder) to feed the next.</summary>
     public bool DryRun { get; init; }
     /// <summary>Most tensor bytes per output shard (null: the surgery's default).</summary>
     public long? MaxShardBytes { get; init; }

@@ -46,6 +46,12 @@ public sealed record MergeReport
     public bool Align { get; init; }
     /// <summary>The router-row option.</summary>
     public required RouterRowChoice RouterRows { get; init; }
+    /// <summary>What fed each layer while it was measured: the original model's outputs, or (compressed) those of the
+    /// already-merged layers before it.</summary>
+    public Quantization.Propagation Propagation { get; init; } = Quantization.Propagation.Original;
+    /// <summary>The statistics the clusters were made from (with compressed propagation: each layer measured after the
+    /// layers before it were merged). Not part of the JSON report.</summary>
+    public CalibrationProfile? Statistics { get; init; }
     /// <summary>Where the statistics came from (profile path, or "calibrated in memory").</summary>
     public required string ProfileSource { get; init; }
     /// <summary>Calibration tokens behind the statistics.</summary>
@@ -69,7 +75,7 @@ public sealed record MergeReport
 
     /// <summary>Definition of the router-row errors.</summary>
     public const string ErrorDefinition =
-        "Σ_t ‖merged_block(x_t) − block(x_t)‖² / Σ_t ‖block(x_t)‖² over calibration tokens t, x_t the original model's block input";
+        "Σ_t ‖merged_block(x_t) − block(x_t)‖² / Σ_t ‖block(x_t)‖² over calibration tokens t, x_t the block input (the original model's; with compressed propagation, after the merged layers before it)";
 
     /// <summary>The report as indented JSON (snake_case keys).</summary>
     public string ToJson() => ToJsonObject().ToJsonString(Indented);
@@ -97,6 +103,7 @@ public sealed record MergeReport
             ["whiten"] = Whiten,
             ["align"] = Align,
             ["router_rows"] = Name(RouterRows),
+            ["propagation"] = Propagation == Quantization.Propagation.Compressed ? "compressed" : "original",
             ["profile"] = ProfileSource,
             ["calibration_tokens"] = CalibrationTokens,
             ["router_error_definition"] = ErrorDefinition,
@@ -159,6 +166,9 @@ public sealed record MergeReport
         sb.Append(Align ? "; neurons aligned" : "").Append("; clustering: ").Append(Name(Clustering))
           .Append(Clustering != ClusteringMethod.Hierarchical ? "" : MaxClusterSize is { } cap ? (cap <= 1 ? " (balanced)" : $" (at most {cap} per cluster)") : " (no size limit)").Append("; router rows: ").Append(Name(RouterRows)).Append('\n');
         sb.Append(c, $"- statistics: {ProfileSource} ({CalibrationTokens:N0} tokens)\n");
+        sb.Append("- propagation: ").Append(Propagation == Quantization.Propagation.Compressed
+            ? "compressed (one layer at a time: each layer clustered and measured on the outputs of the merged layers before it)"
+            : "original (every layer measured on the original model)").Append('\n');
         sb.Append("- super experts kept alone: ")
           .Append(SuperExpertsKeptAlone.Count == 0 ? "none" : string.Join(", ", SuperExpertsKeptAlone.Select(s => $"layer {s.Layer} expert {s.Expert}")))
           .Append('\n');

@@ -29,15 +29,19 @@ public sealed class MergedExpertWeights : IMergedExpertWeights, IDisposable
     private ScalarType? _cacheType;
     private Dictionary<(int Expert, ExpertProjection Projection), Tensor>? _held;
     private int _heldLayer = -1;
+    private readonly bool _keepCache;
 
     /// <param name="checkpoint">The input model (kept open by the caller while this object is used).</param>
     /// <param name="layers">Routed layer → its clusters in output order.</param>
     /// <param name="settings">The merge arithmetic.</param>
-    /// <param name="cacheDirectory">A folder to keep computed layers in (created when needed, deleted by <see cref="Dispose"/>), or null.</param>
+    /// <param name="cacheDirectory">A folder to keep computed layers in (created when needed, deleted by <see cref="Dispose"/>
+    /// unless <paramref name="keepCache"/>), or null.</param>
     /// <param name="progress">Receives one line per computed layer.</param>
+    /// <param name="keepCache">Leave the cache folder to its owner (a resume journal) instead of deleting it on dispose.</param>
     public MergedExpertWeights(ModelCheckpoint checkpoint, IReadOnlyDictionary<int, IReadOnlyList<ExpertCluster>> layers,
-        ExpertMergeSettings settings, string? cacheDirectory = null, IProgress<string>? progress = null)
+        ExpertMergeSettings settings, string? cacheDirectory = null, IProgress<string>? progress = null, bool keepCache = false)
     {
+        _keepCache = keepCache;
         _checkpoint = checkpoint ?? throw new ArgumentNullException(nameof(checkpoint));
         _layers = layers ?? throw new ArgumentNullException(nameof(layers));
         _settings = settings ?? throw new ArgumentNullException(nameof(settings));
@@ -92,6 +96,18 @@ public sealed class MergedExpertWeights : IMergedExpertWeights, IDisposable
         if (_heldLayer == layer) Release();
         var computed = Compute(layer, clusters, hessians);
         foreach (var t in computed.Values) t.Dispose();
+    }
+
+    /// <summary>
+    /// Takes over a layer an interrupted run computed: its merge statistics and, when <paramref name="cached"/>, its merged
+    /// weights in the cache folder (else they are recomputed, identically, when first requested).
+    /// </summary>
+    internal void Restore(int layer, IReadOnlyDictionary<int, IReadOnlyDictionary<ExpertProjection, ProjectionMergeStatistics>> statistics, bool cached)
+    {
+        if (!_layers.ContainsKey(layer)) throw new ArgumentException($"layer {layer} is not part of this merge plan", nameof(layer));
+        if (cached && _cacheDirectory is null) throw new InvalidOperationException("restoring a cached layer needs a cache folder");
+        foreach (var (k, stats) in statistics) _statistics[(layer, k)] = stats;
+        if (cached) _cached.Add(layer);
     }
 
     /// <summary>The experts of <paramref name="layer"/> that belong to a merged cluster.</summary>
@@ -250,7 +266,7 @@ public sealed class MergedExpertWeights : IMergedExpertWeights, IDisposable
     public void Dispose()
     {
         Release();
-        if (_cacheDirectory is not null && Directory.Exists(_cacheDirectory))
+        if (_cacheDirectory is not null && !_keepCache && Directory.Exists(_cacheDirectory))
         {
             try { Directory.Delete(_cacheDirectory, recursive: true); }
             catch (IOException) { }

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json.Nodes;
 using MoECompress.Compression.Calibration;
 using MoECompress.Compression.Model;
+using MoECompress.Compression.Quantization;
 using MoECompress.Compression.Surgery;
 using MoECompress.Formats.Errors;
 using MoECompress.Formats.Families;
@@ -17,10 +18,13 @@ namespace MoECompress.Compression.Merging;
 /// and write a standard checkpoint through <see cref="ExpertSurgery"/>.
 /// </summary>
 /// <remarks>
-/// Order of work: option checks and the model's loadability rules first (a bad request fails in well under a second),
-/// then the calibration statistics, the clusters (a dry run stops here), the merged experts one layer at a time, the
-/// router-row measurement (one streamed pass over a few calibration sequences) and the write. Peak memory: one layer's
-/// merged experts, plus what the streamed passes hold.
+/// Order of work: option checks and the model's loadability rules first (a bad request fails in well under a second).
+/// With compressed propagation (the default when the statistics are measured in this run) one sequential pass
+/// (<see cref="SequentialMergePass"/>) clusters, merges and measures each layer before the next sees its merged outputs,
+/// journaled for <see cref="MergeOptions.Resume"/>; with original propagation (a saved profile) the statistics come
+/// first, then the clusters (a dry run stops here), the merged experts one layer at a time and the router-row
+/// measurement (one streamed pass over a few calibration sequences). Then the write. Peak memory: one decoder layer's
+/// weights and merged experts, plus the calibration hidden states.
 /// </remarks>
 public static class Merger
 {
@@ -66,115 +70,145 @@ public static class Merger
         if (align && moe.ExpertIntermediateSize > LinearAssignment.ExactLimit)
             notes.Add($"neuron alignment: intermediate size {moe.ExpertIntermediateSize} > {LinearAssignment.ExactLimit}, permutations chosen greedily (not the exact optimum)");
 
-        // Statistics.
-        var profile = ProfileProvider.LoadOrCollect(checkpoint, options.Profile, progress, cancellationToken);
-        cancellationToken.ThrowIfCancellationRequested();
-
-        // Clusters.
-        var routedLayers = moe.MoELayerIndices(includeMtp: true)
-            .Where(l => !moe.IsMtpLayer(l) || checkpoint.MtpLayersPresent.Contains(l)).ToList();
-        var clusters = new Dictionary<int, IReadOnlyList<ExpertCluster>>();
-        var features = new Dictionary<int, string>();
-        var keptAlone = new List<SuperExpert>();
-        foreach (var layer in routedLayers)
-        {
-            IReadOnlyList<double[]> points;
-            IReadOnlyList<double> frequencies;
-            var alone = new HashSet<int>();
-            if (profile.HasLayer(layer))
-            {
-                var stats = profile.Layer(layer);
-                var values = stats.MeanOutputAllTokens ?? stats.MeanOutput;
-                features[layer] = stats.MeanOutputAllTokens is null ? "mean_output" : "mean_output_all_tokens";
-                points = Rows(values, stats.NumExperts, stats.HiddenSize);
-                frequencies = stats.Frequencies();
-                if (!options.AllowSuperExperts)
-                    foreach (var s in profile.SuperExperts.Experts.Where(s => s.Layer == layer))
-                    {
-                        alone.Add(s.Expert);
-                        keptAlone.Add(s);
-                    }
-            }
-            else
-            {
-                // An MTP layer: no calibration statistics. Cluster its experts on their router rows, merge with equal weights.
-                features[layer] = "router_rows";
-                using var router = checkpoint.Tensors.ToTensor(checkpoint.Family.RouterWeightName(layer, moe), ScalarType.Float32);
-                points = Rows(router.contiguous().data<float>().ToArray(), moe.NumExperts, moe.HiddenSize);
-                frequencies = Enumerable.Repeat(1.0, moe.NumExperts).ToArray();
-            }
-            clusters[layer] = ExpertClustering.ClusterLayer(layer, points, frequencies, outputExperts, alone,
-                Math.Max(1, moe.NumGroups), options.Clustering, unchecked((ulong)options.Seed), ClusterSizeLimit(options));
-        }
-        if (routedLayers.Any(l => !profile.HasLayer(l)))
-            notes.Add("MTP layer(s) have no calibration statistics: clustered on router rows, merged with equal weights, router rows not measured");
-        progress?.Report($"clustered {routedLayers.Count} layer(s): {moe.NumExperts} → {outputExperts} experts, " +
-                         $"{clusters.Values.Sum(c => c.Count(x => x.IsMerged))} merged cluster(s)");
-
-        var source = options.Profile.Profile is { } p ? Path.GetFullPath(p) : "calibrated in memory";
-        MergeReport Report(MergedExpertWeights? weights, IReadOnlyDictionary<int, RowDecision>? rows, ExpertSurgeryResult? surgery) => new()
-        {
-            ToolVersion = CalibrationProfile.CurrentToolVersion,
-            Model = modelDir,
-            Output = options.DryRun ? null : outputDir,
-            DryRun = options.DryRun,
-            Family = checkpoint.Family.Name,
-            InputExperts = moe.NumExperts,
-            OutputExperts = outputExperts,
-            Method = options.Method,
-            Clustering = options.Clustering,
-            MaxClusterSize = options.Clustering == ClusteringMethod.Hierarchical ? ClusterSizeLimit(options) : null,
-            Rank = options.Method == MergeMethod.Subspace ? options.Rank : null,
-            Energy = energy,
-            Whiten = options.Whiten,
-            Align = align,
-            RouterRows = options.RouterRows,
-            ProfileSource = source,
-            CalibrationTokens = profile.Tokens,
-            SuperExpertsKeptAlone = keptAlone,
-            Layers = routedLayers.Select(l => LayerReport(l, moe.IsMtpLayer(l), features[l], clusters[l], weights, rows?.GetValueOrDefault(l), options.RouterRows)).ToList(),
-            Surgery = surgery,
-            Notes = notes,
-            ElapsedSeconds = clock.Elapsed.TotalSeconds,
-        };
-        if (options.DryRun) return Report(null, null, null);
-
-        // Merged weights (one layer at a time). SVD merges are cached beside the output when two passes read them; averages
-        // are cheaper to recompute than to cache.
+        var compressed = ResolvePropagation(options);
+        if (options.Resume && !compressed)
+            throw Usage("--resume: only a merge with compressed propagation journals its layers; this one uses original propagation (--propagate original or --profile)");
         var settings = new ExpertMergeSettings
         {
             Method = options.Method, Rank = options.Rank, Energy = energy, Whiten = options.Whiten, Damping = options.Damping,
             Align = align,
         };
-        var cache = (options.RouterRows == RouterRowChoice.Auto || options.Whiten) && options.Method == MergeMethod.Subspace
-            ? Path.Combine(Path.GetDirectoryName(outputDir)!, $".{Path.GetFileName(outputDir)}.merge-cache-{Guid.NewGuid():N}")
-            : null;
-        using var weights = new MergedExpertWeights(checkpoint, clusters, settings, cache, progress);
-        if (options.Method == MergeMethod.Subspace && options.Whiten)
-            WhitenedLayers(checkpoint, options, weights, routedLayers.Where(profile.HasLayer).ToList(), progress, cancellationToken);
-
-        var rows = ChooseRouterRows(checkpoint, options, clusters, weights, profile, progress, cancellationToken);
-        if (options.Method == MergeMethod.Subspace && options.Whiten)
-            foreach (var l in routedLayers.Where(l => !profile.HasLayer(l)))
-                notes.Add($"layer {l}: no calibration activations (MTP layer), merged without whitening");
-
-        var plan = new ExpertSurgeryPlan
+        var routedLayers = moe.MoELayerIndices(includeMtp: true)
+            .Where(l => !moe.IsMtpLayer(l) || checkpoint.MtpLayersPresent.Contains(l)).ToList();
+        var clusters = new Dictionary<int, IReadOnlyList<ExpertCluster>>();
+        var features = new Dictionary<int, string>();
+        var keptAlone = new List<SuperExpert>();
+        CalibrationProfile profile;
+        Dictionary<int, RouterRowDecision>? rows = null;
+        LayerPassJournal? journal = null;
+        MergedExpertWeights? weights = null;
+        try
         {
-            Operation = "merge",
-            Weights = weights,
-            Layers = clusters.ToDictionary(kv => kv.Key, kv => (IReadOnlyList<OutputExpert>)kv.Value.Select(c => c.IsMerged
-                ? new OutputExpert(c.Representative, c.Members, c.Weights, rows[kv.Key].Rule, Merged: true)
-                : OutputExpert.Copy(c.Members[0])).ToList()),
-        };
-        var manifest = new JsonObject
+            if (compressed)
+            {
+                // One sequential pass decides, merges and measures each layer before the next sees its outputs.
+                var set = options.Profile.LoadTokens(checkpoint, progress, cancellationToken);
+                if (!options.DryRun)
+                    journal = LayerPassJournal.Open(outputDir!, "merge", LayerPassJournal.Fingerprint(set, CalibrationProfile.CurrentToolVersion,
+                        Calibrator.Sha256Hex(checkpoint.ConfigPath), OptionsJson(options, outputExperts, energy).ToJsonString(), align.ToString(),
+                        options.Profile.MicroBatch.ToString(CultureInfo.InvariantCulture)), options.Resume, "--resume");
+                var cached = options.Method == MergeMethod.Subspace;
+                var cache = !cached ? null
+                    : journal is not null ? Path.Combine(journal.Directory, "merged")
+                    : Path.Combine(Path.GetTempPath(), $"moe-compress-merge-dry-run-{Guid.NewGuid():N}");
+                weights = new MergedExpertWeights(checkpoint, clusters, settings, cache, progress, keepCache: journal is not null);
+                progress?.Report($"sequential merge ({moe.NumExperts} → {outputExperts} experts) over {checkpoint.Directory}: " +
+                                 $"{set.Count} x {set.SeqLen} = {(long)set.Count * set.SeqLen:N0} tokens, each layer merged before the next is measured (compressed propagation)");
+                var result = SequentialMergePass.Run(checkpoint, set, options, outputExperts, clusters, weights, cached,
+                    new StreamingOptions { MicroBatchTokens = options.Profile.MicroBatch }, journal, progress, cancellationToken);
+                (profile, rows) = (result.Profile, new Dictionary<int, RouterRowDecision>(result.Rows));
+                foreach (var (l, f) in result.Features) features[l] = f;
+                keptAlone.AddRange(result.KeptAlone);
+                notes.Add("compressed propagation: each layer was clustered and its router rows measured on the outputs of the already-merged " +
+                          "layers before it; super experts by the profile rule over the layers measured so far");
+            }
+            else
+            {
+                profile = ProfileProvider.LoadOrCollect(checkpoint, options.Profile, progress, cancellationToken);
+                foreach (var layer in routedLayers.Where(profile.HasLayer))
+                {
+                    var supers = options.AllowSuperExperts ? [] : profile.SuperExperts.Experts.Where(s => s.Layer == layer).ToList();
+                    keptAlone.AddRange(supers);
+                    (clusters[layer], features[layer]) = ClusterMeasured(profile.Layer(layer), supers, options, moe, outputExperts);
+                }
+            }
+            cancellationToken.ThrowIfCancellationRequested();
+
+            // MTP layers: no calibration statistics. Cluster their experts on their router rows, merge with equal weights.
+            foreach (var layer in routedLayers.Where(l => !profile.HasLayer(l)))
+            {
+                features[layer] = "router_rows";
+                using var router = checkpoint.Tensors.ToTensor(checkpoint.Family.RouterWeightName(layer, moe), ScalarType.Float32);
+                var points = Rows(router.contiguous().data<float>().ToArray(), moe.NumExperts, moe.HiddenSize);
+                clusters[layer] = ExpertClustering.ClusterLayer(layer, points, Enumerable.Repeat(1.0, moe.NumExperts).ToArray(), outputExperts, new HashSet<int>(),
+                    Math.Max(1, moe.NumGroups), options.Clustering, unchecked((ulong)options.Seed), ClusterSizeLimit(options));
+            }
+            if (routedLayers.Any(l => !profile.HasLayer(l)))
+                notes.Add("MTP layer(s) have no calibration statistics: clustered on router rows, merged with equal weights, router rows not measured");
+            progress?.Report($"clustered {routedLayers.Count} layer(s): {moe.NumExperts} → {outputExperts} experts, " +
+                             $"{clusters.Values.Sum(c => c.Count(x => x.IsMerged))} merged cluster(s)");
+
+            var source = options.Profile.Profile is { } p ? Path.GetFullPath(p) : "calibrated in memory";
+            MergeReport Report(IReadOnlyDictionary<int, RouterRowDecision>? decisions, ExpertSurgeryResult? surgery, double elapsed) => new()
+            {
+                ToolVersion = CalibrationProfile.CurrentToolVersion,
+                Model = modelDir,
+                Output = options.DryRun ? null : outputDir,
+                DryRun = options.DryRun,
+                Family = checkpoint.Family.Name,
+                InputExperts = moe.NumExperts,
+                OutputExperts = outputExperts,
+                Method = options.Method,
+                Clustering = options.Clustering,
+                MaxClusterSize = options.Clustering == ClusteringMethod.Hierarchical ? ClusterSizeLimit(options) : null,
+                Rank = options.Method == MergeMethod.Subspace ? options.Rank : null,
+                Energy = energy,
+                Whiten = options.Whiten,
+                Align = align,
+                RouterRows = options.RouterRows,
+                Propagation = compressed ? Propagation.Compressed : Propagation.Original,
+                ProfileSource = source,
+                CalibrationTokens = profile.Tokens,
+                Statistics = profile,
+                SuperExpertsKeptAlone = keptAlone,
+                Layers = routedLayers.Select(l => LayerReport(l, moe.IsMtpLayer(l), features[l], clusters[l], weights, decisions?.GetValueOrDefault(l), options.RouterRows)).ToList(),
+                Surgery = surgery,
+                Notes = notes,
+                ElapsedSeconds = elapsed,
+            };
+            if (options.DryRun && !compressed) return Report(null, null, clock.Elapsed.TotalSeconds);
+
+            if (!compressed)
+            {
+                // Merged weights (one layer at a time). SVD merges are cached beside the output when two passes read them;
+                // averages are cheaper to recompute than to cache.
+                var cache = (options.RouterRows == RouterRowChoice.Auto || options.Whiten) && options.Method == MergeMethod.Subspace
+                    ? Path.Combine(Path.GetDirectoryName(outputDir)!, $".{Path.GetFileName(outputDir)}.merge-cache-{Guid.NewGuid():N}")
+                    : null;
+                weights = new MergedExpertWeights(checkpoint, clusters, settings, cache, progress);
+                if (options.Method == MergeMethod.Subspace && options.Whiten)
+                    WhitenedLayers(checkpoint, options, weights, routedLayers.Where(profile.HasLayer).ToList(), progress, cancellationToken);
+                rows = ChooseRouterRows(checkpoint, options, clusters, weights, profile, progress, cancellationToken);
+            }
+            else CompleteRows(rows!, clusters, options.RouterRows);
+            if (options.Method == MergeMethod.Subspace && options.Whiten)
+                foreach (var l in routedLayers.Where(l => !profile.HasLayer(l)))
+                    notes.Add($"layer {l}: no calibration activations (MTP layer), merged without whitening");
+            if (options.DryRun) return Report(rows, null, clock.Elapsed.TotalSeconds);
+
+            var plan = new ExpertSurgeryPlan
+            {
+                Operation = "merge",
+                Weights = weights,
+                Layers = clusters.ToDictionary(kv => kv.Key, kv => (IReadOnlyList<OutputExpert>)kv.Value.Select(c => c.IsMerged
+                    ? new OutputExpert(c.Representative, c.Members, c.Weights, rows![kv.Key].Rule, Merged: true)
+                    : OutputExpert.Copy(c.Members[0])).ToList()),
+            };
+            var manifest = new JsonObject
+            {
+                ["options"] = OptionsJson(options, outputExperts, energy),
+                ["merge"] = Report(rows, null, 0).ToJsonObject(), // no wall-clock time: equal runs write equal bytes
+            };
+            var surgeryOptions = new ExpertSurgeryOptions { Overwrite = options.Overwrite, ManifestProperties = manifest };
+            if (options.MaxShardBytes is { } shard) surgeryOptions = surgeryOptions with { MaxShardBytes = shard };
+            var written = ExpertSurgery.Write(checkpoint, plan, outputDir!, surgeryOptions, progress, cancellationToken);
+            journal?.Delete();
+            return Report(rows, written, clock.Elapsed.TotalSeconds);
+        }
+        finally
         {
-            ["options"] = OptionsJson(options, outputExperts, energy),
-            ["merge"] = Report(weights, rows, null).ToJsonObject(),
-        };
-        var surgeryOptions = new ExpertSurgeryOptions { Overwrite = options.Overwrite, ManifestProperties = manifest };
-        if (options.MaxShardBytes is { } shard) surgeryOptions = surgeryOptions with { MaxShardBytes = shard };
-        var result = ExpertSurgery.Write(checkpoint, plan, outputDir!, surgeryOptions, progress, cancellationToken);
-        return Report(weights, rows, result);
+            weights?.Dispose();
+        }
     }
 
     /// <summary>
@@ -214,18 +248,15 @@ public static class Merger
         }
     }
 
-    /// <summary>The router-row rule of one layer and why.</summary>
-    private sealed record RowDecision(RouterRowRule Rule, string Basis, double? RepresentativeError, double? WeightedError, long Tokens);
-
-    private static Dictionary<int, RowDecision> ChooseRouterRows(ModelCheckpoint checkpoint, MergeOptions options,
+    private static Dictionary<int, RouterRowDecision> ChooseRouterRows(ModelCheckpoint checkpoint, MergeOptions options,
         IReadOnlyDictionary<int, IReadOnlyList<ExpertCluster>> clusters, MergedExpertWeights weights, CalibrationProfile profile,
         IProgress<string>? progress, CancellationToken cancellationToken)
     {
-        var rows = new Dictionary<int, RowDecision>();
+        var rows = new Dictionary<int, RouterRowDecision>();
         if (options.RouterRows != RouterRowChoice.Auto)
         {
             var rule = options.RouterRows == RouterRowChoice.Weighted ? RouterRowRule.Weighted : RouterRowRule.Representative;
-            foreach (var l in clusters.Keys) rows[l] = new RowDecision(rule, "forced", null, null, 0);
+            foreach (var l in clusters.Keys) rows[l] = new RouterRowDecision(rule, "forced", null, null, 0);
             return rows;
         }
 
@@ -240,29 +271,56 @@ public static class Merger
             CalibrationPass.Run(checkpoint, set, probe, new StreamingOptions { MicroBatchTokens = options.Profile.MicroBatch }, progress, cancellationToken);
             foreach (var l in measured.Keys)
             {
-                var rep = probe.Error(l, RouterRowRule.Representative);
-                var wtd = probe.Error(l, RouterRowRule.Weighted);
-                var rule = wtd is { } w && rep is { } r && w < r ? RouterRowRule.Weighted : RouterRowRule.Representative;
-                rows[l] = new RowDecision(rule, "measured", rep, wtd, probe.Tokens(l));
-                progress?.Report(string.Create(CultureInfo.InvariantCulture,
-                    $"layer {l}: router-row error representative {rep:0.######}, weighted {wtd:0.######} → {MergeReport.Name(rule)}"));
+                rows[l] = RouterRowDecision.Measured(probe, l);
+                progress?.Report(rows[l].Describe(l));
             }
         }
-        var weightedVotes = rows.Values.Count(d => d.Rule == RouterRowRule.Weighted);
-        var majority = weightedVotes * 2 >= rows.Count && rows.Count > 0 ? RouterRowRule.Weighted : RouterRowRule.Representative;
-        foreach (var l in clusters.Keys.Where(l => !rows.ContainsKey(l)))
-            rows[l] = clusters[l].Any(c => c.IsMerged)
-                ? new RowDecision(majority, "not measured (no calibration statistics); rule of most measured layers", null, null, 0)
-                : new RowDecision(RouterRowRule.Representative, "nothing merged", null, null, 0);
+        CompleteRows(rows, clusters, options.RouterRows);
         return rows;
     }
 
+    /// <summary>The rule of the layers without a measurement: nothing merged, or (MTP layers) the rule of most measured layers.</summary>
+    private static void CompleteRows(Dictionary<int, RouterRowDecision> rows, IReadOnlyDictionary<int, IReadOnlyList<ExpertCluster>> clusters,
+        RouterRowChoice choice)
+    {
+        if (choice != RouterRowChoice.Auto)
+        {
+            var forced = choice == RouterRowChoice.Weighted ? RouterRowRule.Weighted : RouterRowRule.Representative;
+            foreach (var l in clusters.Keys.Where(l => !rows.ContainsKey(l)).ToList()) rows[l] = new RouterRowDecision(forced, "forced", null, null, 0);
+            return;
+        }
+        var measured = rows.Values.Where(d => d.Basis == "measured").ToList();
+        var votes = measured.Count > 0 ? measured : rows.Values.ToList();
+        var weightedVotes = votes.Count(d => d.Rule == RouterRowRule.Weighted);
+        var majority = weightedVotes * 2 >= votes.Count && votes.Count > 0 ? RouterRowRule.Weighted : RouterRowRule.Representative;
+        foreach (var l in clusters.Keys.Where(l => !rows.ContainsKey(l)).ToList())
+            rows[l] = clusters[l].Any(c => c.IsMerged)
+                ? new RouterRowDecision(majority, "not measured (no calibration statistics); rule of most measured layers", null, null, 0)
+                : new RouterRowDecision(RouterRowRule.Representative, "nothing merged", null, null, 0);
+    }
+
+    /// <summary>
+    /// One measured layer's clusters (and the feature they compare) from its calibration statistics: mean expert outputs,
+    /// selection frequencies as merge weights, each super expert in <paramref name="supers"/> alone.
+    /// </summary>
+    internal static (IReadOnlyList<ExpertCluster> Clusters, string Feature) ClusterMeasured(MoELayerStatistics stats, IEnumerable<SuperExpert> supers,
+        MergeOptions options, MoEConfig moe, int outputExperts)
+    {
+        var values = stats.MeanOutputAllTokens ?? stats.MeanOutput;
+        var feature = stats.MeanOutputAllTokens is null ? "mean_output" : "mean_output_all_tokens";
+        var points = Rows(values, stats.NumExperts, stats.HiddenSize);
+        var alone = supers.Select(s => s.Expert).ToHashSet();
+        var clusters = ExpertClustering.ClusterLayer(stats.Layer, points, stats.Frequencies(), outputExperts, alone,
+            Math.Max(1, moe.NumGroups), options.Clustering, unchecked((ulong)options.Seed), ClusterSizeLimit(options));
+        return (clusters, feature);
+    }
+
     private static MergeLayerReport LayerReport(int layer, bool mtp, string features, IReadOnlyList<ExpertCluster> clusters,
-        MergedExpertWeights? weights, RowDecision? row, RouterRowChoice choice)
+        MergedExpertWeights? weights, RouterRowDecision? row, RouterRowChoice choice)
     {
         var list = clusters.Select((c, k) => new MergeClusterReport(k, c.Members, c.Weights, c.Representative, c.SuperExpert,
             weights is not null && weights.Statistics.TryGetValue((layer, k), out var s) ? s : null)).ToList();
-        row ??= new RowDecision(choice == RouterRowChoice.Weighted ? RouterRowRule.Weighted : RouterRowRule.Representative,
+        row ??= new RouterRowDecision(choice == RouterRowChoice.Weighted ? RouterRowRule.Weighted : RouterRowRule.Representative,
             choice == RouterRowChoice.Auto ? "dry run: not measured" : "forced", null, null, 0);
         return new MergeLayerReport(layer, mtp, features, list, row.Rule, row.Basis, row.RepresentativeError, row.WeightedError, row.Tokens);
     }
@@ -288,6 +346,31 @@ public static class Merger
         if (!Enum.IsDefined(o.Method) || !Enum.IsDefined(o.Clustering) || !Enum.IsDefined(o.RouterRows))
             throw Usage("unknown method, clustering or router-row option");
     }
+
+    /// <summary>True for compressed propagation (see <see cref="MergeOptions.Propagate"/>); an explicit
+    /// <see cref="Propagation.Compressed"/> the options cannot honour is a usage error naming the option in the way.</summary>
+    private static bool ResolvePropagation(MergeOptions options)
+    {
+        var obstacle = options.Profile.Profile is not null || options.Profile.Loaded is not null
+            ? "--profile holds statistics of the original model; give --data to measure each layer after merging the ones before it"
+            : null;
+        if (options.Propagate == Propagation.Compressed && obstacle is not null)
+            throw Usage($"--propagate compressed: {obstacle}");
+        return options.Propagate != Propagation.Original && obstacle is null;
+    }
+
+    /// <summary>True when <paramref name="options"/> merge with compressed propagation: one sequential pass that clusters and
+    /// merges each layer after merging the ones before it (see <see cref="MergeOptions.Propagate"/>).</summary>
+    /// <exception cref="MoeCompressException">Usage: compressed propagation asked for where it cannot be honoured.</exception>
+    public static bool UsesCompressedPropagation(MergeOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return ResolvePropagation(options);
+    }
+
+    /// <summary>The journal folder a compressed-propagation merge writing <paramref name="output"/> keeps beside it until it
+    /// finishes (what <see cref="MergeOptions.Resume"/> continues).</summary>
+    public static string JournalDirectory(string output) => LayerPassJournal.PathFor(output, "merge");
 
     private static void CheckOutput(string modelDir, string outputDir, bool overwrite)
     {

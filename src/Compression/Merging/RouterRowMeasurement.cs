@@ -21,8 +21,7 @@ public sealed class RouterRowMeasurement : ILayerObserver, IDisposable
     private readonly Dictionary<int, double> _outputSums = new();
     private readonly Dictionary<int, long> _tokens = new();
     private int _builtLayer = -1;
-    private List<GatedMlp>? _experts;
-    private readonly Dictionary<RouterRowRule, MoERouter> _routers = new();
+    private readonly Dictionary<RouterRowRule, MergedMoEBlock> _blocks = new();
 
     /// <param name="weights">Merged experts (computed layer by layer on first use).</param>
     /// <param name="layers">Routed layer → its clusters in output order; other layers are ignored.</param>
@@ -52,9 +51,7 @@ public sealed class RouterRowMeasurement : ILayerObserver, IDisposable
         _tokens[activation.Layer] = _tokens.GetValueOrDefault(activation.Layer) + activation.Input.shape[0];
         foreach (var rule in Rules)
         {
-            // The block is not disposed: it would dispose the experts and shared parts it borrows.
-            var block = new MoEBlock(activation.Layer, _routers[rule], _experts!, activation.Block.SharedExpert, activation.Block.SharedExpertGate);
-            var y = block.Forward(activation.Input);
+            var y = _blocks[rule].Block.Forward(activation.Input);
             var err = (y.to(ScalarType.Float64) - output).square().sum().item<double>();
             _errorSums[(activation.Layer, rule)] = _errorSums.GetValueOrDefault((activation.Layer, rule)) + err;
         }
@@ -70,37 +67,15 @@ public sealed class RouterRowMeasurement : ILayerObserver, IDisposable
     {
         if (_builtLayer == activation.Layer) return;
         ReleaseBuilt();
-        var original = activation.Block;
         var merged = _weights.Layer(activation.Layer);
-        var experts = new List<GatedMlp>(clusters.Count);
-        for (var k = 0; k < clusters.Count; k++)
-        {
-            var c = clusters[k];
-            experts.Add(c.IsMerged
-                ? new GatedMlp(merged[(k, Formats.Families.ExpertProjection.Gate)], merged[(k, Formats.Families.ExpertProjection.Up)],
-                    merged[(k, Formats.Families.ExpertProjection.Down)], original.Experts[c.Representative].Activation)
-                : original.Experts[c.Members[0]]);
-        }
-        var spec = original.Router.Spec with { NumExperts = clusters.Count };
-        foreach (var rule in Rules)
-        {
-            var weight = MergedRouterRows.Combine(original.Router.Weight, clusters, rule).DetachFromDisposeScope();
-            var bias = original.Router.Bias is null ? null : MergedRouterRows.Combine(original.Router.Bias, clusters, rule).DetachFromDisposeScope();
-            var correction = original.Router.CorrectionBias is null ? null
-                : MergedRouterRows.Combine(original.Router.CorrectionBias, clusters, rule).DetachFromDisposeScope();
-            _routers[rule] = new MoERouter(spec, weight, bias, correction);
-        }
-        _experts = experts;
+        foreach (var rule in Rules) _blocks[rule] = MergedMoEBlock.Build(activation.Block, merged, clusters, rule);
         _builtLayer = activation.Layer;
     }
 
     private void ReleaseBuilt()
     {
-        // The merged GatedMlps wrap tensors owned by MergedExpertWeights and the others belong to the engine: only the
-        // routers built here are disposed.
-        foreach (var r in _routers.Values) r.Dispose();
-        _routers.Clear();
-        _experts = null;
+        foreach (var b in _blocks.Values) b.Dispose();
+        _blocks.Clear();
         _builtLayer = -1;
     }
 

@@ -34,6 +34,9 @@ public sealed class DecoderLayer : IDisposable
     /// <summary>What-if settings for the MoE block in <see cref="Forward"/> (e.g. the kept experts of a layer a sequential
     /// prune has just decided, so that the next layer sees the pruned layer's outputs); null runs the block as stored.</summary>
     public MoEForwardOptions? MoEOptions { get; set; }
+    /// <summary>A MoE block run in <see cref="Forward"/> instead of <see cref="MoE"/> (e.g. the merged block of a layer a
+    /// sequential merge has just decided), with <see cref="MoEOptions"/>; not owned by the layer. Null runs <see cref="MoE"/>.</summary>
+    public MoEBlock? MoEReplacement { get; set; }
 
     /// <summary>Layer output [B, L, H] for hidden states x [B, L, H].</summary>
     /// <param name="x">Input hidden states (float32).</param>
@@ -55,7 +58,7 @@ public sealed class DecoderLayer : IDisposable
         var h = ResidualMultiplier == 1.0 ? x + attnOut : x + attnOut.mul(residualScale);
         var normed = PostAttentionNorm.Forward(h);
         Tensor mlpOut = MoE is not null
-            ? MoE.Forward(normed.reshape(b * l, hidden), MoEOptions, observer, batch).view(b, l, hidden)
+            ? (MoEReplacement ?? MoE).Forward(normed.reshape(b * l, hidden), MoEOptions, observer, batch).view(b, l, hidden)
             : Mlp!.Forward(normed);
         var output = ResidualMultiplier == 1.0 ? h + mlpOut : h + mlpOut.mul(residualScale);
         observer?.OnLayerOutput(new LayerActivation(Index, batch, x, output));

@@ -20,7 +20,7 @@ namespace MoECompress.Compression.Pipeline;
 /// covering every step and, when the recipe asks, the end-to-end quality against the original.
 /// </summary>
 /// <remarks>
-/// Calibration: the tokens are drawn once. A prune step with compressed propagation (the default where possible) measures
+/// Calibration: the tokens are drawn once. A prune or merge step with compressed propagation (the default where possible) measures
 /// its statistics in its own sequential pass; otherwise the first prune/merge step reads the router statistics of one calibration
 /// pass over the original; a prune/merge step after another one re-derives them by a calibration pass over the changed
 /// model (its experts and routing differ); quantize collects the statistics of the model it quantizes inside its own
@@ -87,10 +87,10 @@ public sealed class CompressionPipeline
                 }
             });
             if (step is QuantizeStep) source = "collected in quantize's own sensitivity pass (no separate calibration pass)";
-            else if (SequentialPrune(step))
+            else if (Sequential(step))
             {
                 passes++;
-                source = $"calibration pass {passes}: prune's own sequential pass (compressed propagation: each layer measured after pruning the ones before it)";
+                source = $"calibration pass {passes}: {step.Kind}'s own sequential pass (compressed propagation: each layer measured after compressing the ones before it)";
             }
             else
             {
@@ -136,7 +136,7 @@ public sealed class CompressionPipeline
         }
         try
         {
-            Stage("calibrate", "draw the calibration tokens" + (Recipe.Steps[0].ChangesExperts && !SequentialPrune(Recipe.Steps[0]) ? " and run the calibration pass over the original" : ""));
+            Stage("calibrate", "draw the calibration tokens" + (Recipe.Steps[0].ChangesExperts && !Sequential(Recipe.Steps[0]) ? " and run the calibration pass over the original" : ""));
             CalibrationSet set;
             CalibrationProfile? profile = null, original = null;
             var passes = 0;
@@ -146,7 +146,7 @@ public sealed class CompressionPipeline
                 {
                     Samples = Recipe.Calibration.Samples, SeqLen = Recipe.Calibration.SeqLen, Seed = Recipe.Calibration.Seed,
                 }, sink, ct);
-                if (Recipe.Steps[0].ChangesExperts && !SequentialPrune(Recipe.Steps[0]))
+                if (Recipe.Steps[0].ChangesExperts && !Sequential(Recipe.Steps[0]))
                 {
                     original = profile = ProfileProvider.LoadOrCollect(checkpoint, CalibrationRequest(set, null), sink, ct);
                     passes++;
@@ -162,7 +162,7 @@ public sealed class CompressionPipeline
                 var last = i == Recipe.Steps.Count - 1;
                 var stepOutput = Path.Combine(work, last ? "final" : $"step{i}-{step.Kind}");
                 Stage(step.Kind, $"steps[{i}] {step.Kind} ({plan.Steps[i].Describe()})");
-                if (step.ChangesExperts && profile is null && !SequentialPrune(step))
+                if (step.ChangesExperts && profile is null && !Sequential(step))
                 {
                     using var checkpoint = ModelCheckpoint.Open(input, cancellationToken: ct);
                     sink.Report($"re-deriving router statistics: steps[{i - 1}] changed the experts");
@@ -179,10 +179,16 @@ public sealed class CompressionPipeline
                     _ => throw new InvalidOperationException(step.GetType().Name),
                 };
                 results.Add(new CompressionPipelineReport.StepResult(i, step, report, watch.Elapsed.TotalSeconds));
-                if (report is PruneReport { Propagation: Propagation.Compressed } sequential)
+                var statistics = report switch
+                {
+                    PruneReport { Propagation: Propagation.Compressed } pr => pr.Statistics,
+                    MergeReport { Propagation: Propagation.Compressed } mr => mr.Statistics,
+                    _ => null,
+                };
+                if (statistics is not null)
                 {
                     passes++;
-                    if (i == 0) original = sequential.Statistics; // usage as the decisions saw it
+                    if (i == 0) original = statistics; // usage as the decisions saw it
                 }
                 if (step.ChangesExperts) profile = null;
                 if (i > 0) Directory.Delete(input, recursive: true); // an intermediate checkpoint, no longer needed
@@ -228,9 +234,13 @@ public sealed class CompressionPipeline
         report.ToHtml().Write(Path.Combine(folder, HtmlReport.FileName));
     }
 
-    /// <summary>A prune step that measures its own statistics in a sequential pass (compressed propagation).</summary>
-    private bool SequentialPrune(CompressionStep step) =>
-        step is PruneStep p && Pruner.UsesCompressedPropagation(p.ToOptions(Model, null, CalibrationRequest(null, null), dryRun: true));
+    /// <summary>A prune or merge step that measures its own statistics in a sequential pass (compressed propagation).</summary>
+    private bool Sequential(CompressionStep step) => step switch
+    {
+        PruneStep p => Pruner.UsesCompressedPropagation(p.ToOptions(Model, null, CalibrationRequest(null, null), dryRun: true)),
+        MergeStep m => Merger.UsesCompressedPropagation(m.ToOptions(Model, null, CalibrationRequest(null, null), dryRun: true)),
+        _ => false,
+    };
 
     private ProfileRequest CalibrationRequest(CalibrationSet? set, CalibrationProfile? profile) => new()
     {

@@ -131,7 +131,7 @@ public sealed record CompressionRecipe
     private static MergeStep Merge(RecipeReader r, JsonObject o, string where)
     {
         r.Keys(o, where, "method", "ratio", "keep", "clustering", "rank", "energy", "whiten", "router_rows", "allow_super_experts",
-            "align", "max_cluster_size", "router_samples", "kmeans_seed");
+            "align", "max_cluster_size", "router_samples", "kmeans_seed", "propagate");
         var d = new MergeStep();
         return new MergeStep
         {
@@ -148,6 +148,7 @@ public sealed record CompressionRecipe
             MaxClusterSize = r.Integer(o, "max_cluster_size", where),
             RouterSamples = r.Integer(o, "router_samples", where) ?? d.RouterSamples,
             KMeansSeed = r.Integer(o, "kmeans_seed", where) ?? d.KMeansSeed,
+            Propagate = r.Enum<Quantization.Propagation>(o, "propagate", where),
         };
     }
 

@@ -37,12 +37,14 @@ public sealed record MergeStep : CompressionStep
     public int RouterSamples { get; init; } = MergeOptions.DefaultRouterSamples;
     /// <summary>Seed of k-means++.</summary>
     public int KMeansSeed { get; init; }
+    /// <summary>Recipe key <c>propagate</c>: see <see cref="MergeOptions.Propagate"/> (null: compressed where possible).</summary>
+    public Quantization.Propagation? Propagate { get; init; }
 
     /// <summary>The <see cref="MergeOptions"/> of this step on <paramref name="model"/>.</summary>
     public MergeOptions ToOptions(string model, string? output, ProfileRequest profile, bool dryRun = false) => new()
     {
         Model = model, Output = output, Ratio = Ratio, Keep = Keep, Method = Method, Clustering = Clustering, Rank = Rank,
         Energy = Energy, Whiten = Whiten, RouterRows = RouterRows, AllowSuperExperts = AllowSuperExperts, Align = Align,
-        MaxClusterSize = MaxClusterSize, RouterSamples = RouterSamples, Seed = KMeansSeed, Profile = profile, DryRun = dryRun,
+        MaxClusterSize = MaxClusterSize, RouterSamples = RouterSamples, Seed = KMeansSeed, Propagate = Propagate, Profile = profile, DryRun = dryRun,
     };
 }

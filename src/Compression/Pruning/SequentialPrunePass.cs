@@ -56,21 +56,9 @@ internal static class SequentialPrunePass
         }
 
         foreach (var stats in journal?.RestoreStatistics() ?? []) Decide(stats);
-        var engine = new ModelEngine(checkpoint);
-        using var session = engine.CreateRunner(streaming).Start(set.Sequences, null, ct);
-        journal?.Restore(session);
-        if (journal is { Resumed: true }) progress?.Report($"resuming the interrupted prune at layer {journal.NextLayer} ({journal.Directory})");
-        var last = cfg.MoELayerIndices().Max();
-        while (session.NextLayer <= last)
+        SequentialLayerPass.Run(checkpoint, set, streaming, journal, "prune", (session, layer) =>
         {
-            ct.ThrowIfCancellationRequested();
-            var l = session.NextLayer;
-            if (!cfg.IsMoELayer[l])
-            {
-                session.RunNextLayer(null, ct);
-                continue;
-            }
-            using var layer = session.LoadNextLayer();
+            var l = layer.Index;
             LayerSelection selection;
             using (var collector = new CalibrationCollector(collectorOptions))
             {
@@ -84,7 +72,7 @@ internal static class SequentialPrunePass
             journal?.Save(session, layerProfile!);
             progress?.Report(string.Create(CultureInfo.InvariantCulture,
                 $"layer {l}: kept {selection.Kept.Count} of {cfg.NumExperts} experts; the next layer sees the pruned layer's outputs"));
-        }
+        }, progress, ct);
         return new PruneDecisions(profile!, new ExpertScores(scorer.Name, scores), selections, protectedMap);
     }
 }

@@ -150,6 +150,17 @@ public static class QualityStudy
                         }, progress, cancellationToken);
                         return $"{r.InputExperts}→{r.OutputExperts} experts";
                     }));
+            // Merging likewise clusters each layer on the merged (compressed) or the original layers' outputs.
+            foreach (var ratio in options.Ratios)
+                foreach (var p in new[] { Propagation.Compressed, Propagation.Original })
+                    rows.Add(Step("propagation", $"merge average, {p.ToString().ToLowerInvariant()}", Pct(ratio), dir =>
+                    {
+                        var r = Merger.Run(new MergeOptions
+                        {
+                            Model = model, Output = dir, Ratio = ratio, Profile = generalRequest with { Profile = null }, Propagate = p,
+                        }, progress, cancellationToken);
+                        return $"{r.InputExperts}→{r.OutputExperts} experts, router rows: {string.Join("/", r.Layers.Select(l => l.RouterRow.ToString().ToLowerInvariant()).Distinct())}";
+                    }));
         }
 
         if (options.Sections.Contains("substitute"))

@@ -50,7 +50,7 @@ public sealed record QualityStudyReport(string Model, QualityStudyOptions Option
                          "PPL over all domains = exp(token-weighted mean NLL); KL = mean KL(original ‖ compressed) per token, nats; " +
                          FormattableString.Invariant($"top-1 = agreement of the most likely next token with the original. Run time {ElapsedSeconds / 60:0.0} min."));
         var original = Rows.FirstOrDefault(r => r.Section == "original");
-        foreach (var section in new[] { ("prune", "Pruning"), ("merge", "Merging"), ("task", "Task-adaptive pruning"), ("quantize", "Quantization"), ("propagation", "Propagation in the sequential pass (GPTQ, pruning)"), ("substitute", "Compressed experts vs reduced top-k") })
+        foreach (var section in new[] { ("prune", "Pruning"), ("merge", "Merging"), ("task", "Task-adaptive pruning"), ("quantize", "Quantization"), ("propagation", "Propagation in the sequential pass (GPTQ, pruning, merging)"), ("substitute", "Compressed experts vs reduced top-k") })
         {
             var rows = Rows.Where(r => r.Section == section.Item1).ToList();
             if (rows.Count == 0) continue;

@@ -240,6 +240,8 @@ public sealed class GgufExportTests
         Assert.Equal(ErrorKind.InvalidConfig, ex.Kind);
         Assert.Contains("phimoe", ex.Message);
         Assert.False(File.Exists(output));
-        Assert.Empty(Directory.GetFiles(Path.GetDirectoryName(output)!, "*.tmp-*"));
+        // Only this test's names: other tests write their own temporary files in the same folder meanwhile.
+        Assert.Empty(Directory.GetFiles(Path.GetDirectoryName(output)!, $".{Path.GetFileName(output)}.tmp-*"));
+        Assert.Empty(Directory.GetFiles(Path.GetDirectoryName(output)!, $".{Path.GetFileName(output)[..^5]}.bin.tmp-*"));
     }
 }

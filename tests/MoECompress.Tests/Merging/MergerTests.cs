@@ -131,7 +131,14 @@ public class MergerTests
         // Balanced hierarchical clustering by default: 8 experts into 6 clusters, at most 2 per cluster.
         Assert.All(report.Layers.SelectMany(l => l.Clusters), c => Assert.InRange(c.Members.Count, 1, 2));
         Assert.Equal("balanced", (string?)JsonNode.Parse(report.ToJson())!["max_cluster_size"]);
-        Assert.All(report.Layers.SelectMany(l => l.Clusters), c => Assert.Null(c.Projections));
+        // Compressed propagation (the default) merges each layer to feed the next, so even a dry run knows what the merges kept;
+        // with original propagation a dry run reads no expert weights.
+        Assert.All(report.Layers.SelectMany(l => l.Clusters), c => Assert.Equal(c.Members.Count > 1, c.Projections is not null));
+        var original = Merger.Run(Options(TinyCalibrationModel.Mixtral, output) with
+        {
+            DryRun = true, Ratio = 0.25, Propagate = Compression.Quantization.Propagation.Original,
+        });
+        Assert.All(original.Layers.SelectMany(l => l.Clusters), c => Assert.Null(c.Projections));
         Assert.False(Directory.Exists(output));
         Assert.False(File.Exists(output));
         Assert.Empty(Directory.GetFileSystemEntries(Path.GetDirectoryName(output)!, "*" + Path.GetFileName(output) + "*"));

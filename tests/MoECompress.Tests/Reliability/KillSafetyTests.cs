@@ -9,9 +9,9 @@ using MoECompress.Tests.Quantization;
 namespace MoECompress.Tests.Reliability;
 
 /// <summary>
-/// SIGKILL during prune and quantize (the built CLI as a child process): at no kill point is a partial checkpoint
+/// SIGKILL during prune, merge and quantize (the built CLI as a child process): at no kill point is a partial checkpoint
 /// left at the destination; the leftover, if any, is the writer's temporary folder and lock file beside it
-/// (<c>.NAME.tmp-*</c>) or, for prune, the journal of its finished layers (<c>.NAME.prune-journal</c>), and the next run
+/// (<c>.NAME.tmp-*</c>) or, for prune and merge, the journal of their finished layers (<c>.NAME.prune-journal</c>), and the next run
 /// to the same destination deletes the dead writer's files and succeeds (continuing the journal with --resume).
 /// </summary>
 public sealed class KillSafetyTests
@@ -25,6 +25,7 @@ public sealed class KillSafetyTests
     {
         { "prune", KillPoint.BeforeWriting }, { "prune", KillPoint.TemporaryFolderAppears }, { "prune", KillPoint.ShardHasData },
         { "quantize", KillPoint.TemporaryFolderAppears }, { "quantize", KillPoint.ShardHasData },
+        { "merge", KillPoint.BeforeWriting }, { "merge", KillPoint.ShardHasData },
     };
 
     [Theory]
@@ -35,9 +36,13 @@ public sealed class KillSafetyTests
         var parent = TinyCalibrationModel.NewPath($"kill-{command}-{point}");
         Directory.CreateDirectory(parent);
         var output = Path.Combine(parent, "out");
-        string[] args = command == "prune"
-            ? ["prune", TinyCalibrationModel.Mixtral, output, "--keep", "6", "--method", "frequency", .. Calibration]
-            : ["quantize", TinyCalibrationModel.Mixtral, output, "--bits", "4", "--uniform", "--method", "rtn", "--group-size", "32", .. Calibration];
+        string[] args = command switch
+        {
+            "prune" => ["prune", TinyCalibrationModel.Mixtral, output, "--keep", "6", "--method", "frequency", .. Calibration],
+            "merge" => ["merge", TinyCalibrationModel.Mixtral, output, "--keep", "6", .. Calibration],
+            _ => ["quantize", TinyCalibrationModel.Mixtral, output, "--bits", "4", "--uniform", "--method", "rtn", "--group-size", "32", .. Calibration],
+        };
+        var journal = $".out.{command}-journal";
 
         bool killedWhileWriting = RunAndKill(args, parent, point);
 
@@ -49,12 +54,12 @@ public sealed class KillSafetyTests
             Assert.NotNull(CheckpointManifest.Read(output));
         }
         var leftovers = Directory.GetFileSystemEntries(parent).Select(Path.GetFileName).Where(n => n != "out").ToArray();
-        Assert.All(leftovers, n => Assert.True(n!.StartsWith(".out.tmp-", StringComparison.Ordinal) || n == ".out.prune-journal", n));
+        Assert.All(leftovers, n => Assert.True(n!.StartsWith(".out.tmp-", StringComparison.Ordinal) || n == journal, n));
         if (killedWhileWriting) Assert.Contains(leftovers, n => n!.EndsWith(".lock", StringComparison.Ordinal));
 
         // The next run to the same destination removes the dead writer's folder and lock file (and finishes the journal).
         if (Directory.Exists(output)) Directory.Delete(output, true);
-        var again = CliRunner.Run(leftovers.Contains(".out.prune-journal") ? [.. args, "--resume"] : args);
+        var again = CliRunner.Run(leftovers.Contains(journal) ? [.. args, "--resume"] : args);
         Assert.True(again.ExitCode == 0, again.Stderr);
         Assert.Equal(["out"], Directory.GetFileSystemEntries(parent).Select(Path.GetFileName).ToArray());
         using var reopened = ModelCheckpoint.Open(output);
