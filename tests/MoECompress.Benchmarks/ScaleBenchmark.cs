@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using MoECompress.Compression.Calibration;
+using MoECompress.Compression.Merging;
 using MoECompress.Compression.Pruning;
 using MoECompress.Compression.Quantization;
 using MoECompress.Formats.Synthetic;
@@ -11,7 +12,7 @@ namespace MoECompress.Benchmarks;
 /// Peak memory of the sequential pipeline at real per-layer widths: for each fixture (Mixtral-8x7B H 4096 / I 14336 /
 /// 8 experts; Qwen3-30B-A3B H 2048 / I 768 / 128 experts top-8; DeepSeek-V2-Lite H 2048 / I 1408 / 64 + 2 shared,
 /// first layer dense) it generates checkpoints with L and 4·L decoder layers and runs calibrate, quantize (GPTQ) and
-/// prune 25% each in its own child process, printing seconds, tokens/s, seconds per layer and peak RSS, the 4L/L peak
+/// prune 25% each (and on request, <c>--step merge</c>, merge 25%) in its own child process, printing seconds, tokens/s, seconds per layer and peak RSS, the 4L/L peak
 /// ratio (target ≤ 1.1) and the bound "one layer's expert weights in float32 + calibration hidden states + 1 GB".
 /// </summary>
 internal static class ScaleBenchmark
@@ -133,6 +134,9 @@ internal static class ScaleBenchmark
                 break;
             case "prune":
                 Pruner.Run(new PruneOptions { Model = model, Output = output, Ratio = 0.25, Profile = profile });
+                break;
+            case "merge":
+                Merger.Run(new MergeOptions { Model = model, Output = output, Ratio = 0.25, Profile = profile });
                 break;
             default: throw new ArgumentException($"unknown step {step}");
         }

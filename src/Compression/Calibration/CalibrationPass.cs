@@ -60,7 +60,8 @@ public static class CalibrationPass
         ArgumentNullException.ThrowIfNull(set);
         ArgumentNullException.ThrowIfNull(observer);
         ModelEngine.EnsureSupported(checkpoint.Family, checkpoint.Config);
-        var engine = new ModelEngine(checkpoint.Tensors, checkpoint.Family, checkpoint.MoE, checkpoint.Config, checkpoint.ConfigPath);
+        // 16-bit routed experts stay 16-bit (widened per expert as they run: exact, half the memory); see SequentialLayerPass.
+        var engine = new ModelEngine(checkpoint.Tensors, checkpoint.Family, checkpoint.MoE, checkpoint.Config, checkpoint.ConfigPath) { HoldExpertsAt16Bit = true };
         var runner = engine.CreateRunner(streaming ?? new StreamingOptions());
         IProgress<StreamingProgress>? layerProgress = progress is null ? null : new ForwardingProgress(progress);
         runner.Run(set.Sequences, null, observer, layerProgress, cancellationToken);
@@ -79,7 +80,7 @@ public static class CalibrationPass
     {
         ModelEngine.EnsureSupported(checkpoint.Family, checkpoint.Config);
         var restored = journal.RestoreStatistics();
-        var engine = new ModelEngine(checkpoint);
+        var engine = new ModelEngine(checkpoint) { HoldExpertsAt16Bit = true };
         IProgress<StreamingProgress>? layerProgress = progress is null ? null : new ForwardingProgress(progress);
         using var session = engine.CreateRunner(streaming).Start(set.Sequences, layerProgress, cancellationToken);
         journal.Restore(session);

@@ -18,7 +18,9 @@ internal static class SequentialLayerPass
         Action<StreamingSession, DecoderLayer> onMoELayer, IProgress<string>? progress, CancellationToken ct)
     {
         var cfg = checkpoint.MoE;
-        var engine = new ModelEngine(checkpoint);
+        // Routed experts stored in 16 bits stay so and are widened per expert as they run: the same results (widening is
+        // exact) at half the memory of a layer's experts, which leaves room for what the caller adds (e.g. merged experts).
+        var engine = new ModelEngine(checkpoint) { HoldExpertsAt16Bit = true };
         using var session = engine.CreateRunner(streaming).Start(set.Sequences, null, ct);
         journal?.Restore(session);
         if (journal is { Resumed: true }) progress?.Report($"resuming the interrupted {operation} at layer {journal.NextLayer} ({journal.Directory})");
