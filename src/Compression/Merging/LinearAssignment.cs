@@ -14,11 +14,11 @@ public static class LinearAssignment
     /// <summary>
     /// The assignment of <paramref name="score"/> (row-major n × n): result[i] is the column given to row i.
     /// </summary>
-    public static int[] Maximize(double[] score, int n)
+    public static int[] Maximize(ReadOnlySpan<double> score, int n)
     {
-        ArgumentNullException.ThrowIfNull(score);
         if (n < 0 || score.Length != (long)n * n) throw new ArgumentException($"score must hold {n}x{n} values");
-        if (score.Any(v => !double.IsFinite(v))) throw new ArgumentException("scores must be finite", nameof(score));
+        foreach (var v in score)
+            if (!double.IsFinite(v)) throw new ArgumentException("scores must be finite", nameof(score));
         return n <= ExactLimit ? Hungarian(score, n) : Greedy(score, n);
     }
 
@@ -31,7 +31,7 @@ public static class LinearAssignment
     }
 
     /// <summary>Exact: minimises Σ cost with cost = −score (1-based arrays; row 0 and column 0 are sentinels).</summary>
-    private static int[] Hungarian(double[] score, int n)
+    private static int[] Hungarian(ReadOnlySpan<double> score, int n)
     {
         var u = new double[n + 1];
         var v = new double[n + 1];
@@ -50,7 +50,7 @@ public static class LinearAssignment
                 used[j0] = true;
                 int i0 = p[j0], j1 = 0;
                 var delta = double.PositiveInfinity;
-                var row = (long)(i0 - 1) * n;
+                var row = (i0 - 1) * n;
                 for (var j = 1; j <= n; j++)
                 {
                     if (used[j]) continue;
@@ -89,13 +89,13 @@ public static class LinearAssignment
         return result;
     }
 
-    private static int[] Greedy(double[] score, int n)
+    private static int[] Greedy(ReadOnlySpan<double> score, int n)
     {
         var order = new (double Best, int Row)[n];
         for (var i = 0; i < n; i++)
         {
             var best = double.NegativeInfinity;
-            for (var j = 0; j < n; j++) best = Math.Max(best, score[(long)i * n + j]);
+            for (var j = 0; j < n; j++) best = Math.Max(best, score[i * n + j]);
             order[i] = (best, i);
         }
         Array.Sort(order, (a, b) => b.Best != a.Best ? b.Best.CompareTo(a.Best) : a.Row.CompareTo(b.Row));
@@ -106,10 +106,10 @@ public static class LinearAssignment
             var bestJ = -1;
             var bestS = double.NegativeInfinity;
             for (var j = 0; j < n; j++)
-                if (!taken[j] && (bestJ < 0 || score[(long)i * n + j] > bestS))
+                if (!taken[j] && (bestJ < 0 || score[i * n + j] > bestS))
                 {
                     bestJ = j;
-                    bestS = score[(long)i * n + j];
+                    bestS = score[i * n + j];
                 }
             taken[bestJ] = true;
             result[i] = bestJ;

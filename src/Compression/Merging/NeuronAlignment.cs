@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using static TorchSharp.torch;
 
 namespace MoECompress.Compression.Merging;
@@ -21,24 +22,33 @@ public static class NeuronAlignment
         var n = (int)referenceGate.shape[0];
         if (gate.shape[0] != n || referenceDown.shape[1] != n || down.shape[1] != n)
             throw new ArgumentException("the experts' intermediate sizes differ");
-        // The n × n score in float64, built a block of rows at a time straight into the array the assignment reads: at
-        // Mixtral's I = 14336 the whole matrix is 1.6 GB, and holding its three products and the float64 weights at once
-        // would take several times that.
-        var score = new double[(long)n * n];
-        var g = gate.to(ScalarType.Float64);
-        var u = up.to(ScalarType.Float64);
-        var d = down.to(ScalarType.Float64);
-        var block = Math.Max(1, (int)Math.Min(n, (16L << 20) / n)); // rows per block: about 128 MB of float64
+        if ((long)n * n > int.MaxValue) throw new ArgumentException($"intermediate size {n}: the {n}x{n} alignment score is too large");
+        // The n × n score in float64 (1.6 GB at Mixtral's I = 14336), a tensor so that it is freed as soon as the permutation
+        // is known (a managed array of that size lingers until a full collection, one per merged member), built a block of
+        // rows and columns at a time so that no float64 copy of a whole weight matrix is held.
+        var score = empty([n, n], ScalarType.Float64);
+        var block = Math.Max(1, Math.Min(n, 2048));
         for (var r0 = 0; r0 < n; r0 += block)
         {
-            using var blockScope = NewDisposeScope();
             var rows = Math.Min(block, n - r0);
-            var part = referenceGate.narrow(0, r0, rows).to(ScalarType.Float64).matmul(g.t());
-            part.add_(referenceUp.narrow(0, r0, rows).to(ScalarType.Float64).matmul(u.t()));
-            part.add_(referenceDown.narrow(1, r0, rows).to(ScalarType.Float64).t().matmul(d));
-            part.contiguous().data<double>().CopyTo(score, checked(r0 * n), 0);
+            using var rowScope = NewDisposeScope();
+            var rg = referenceGate.narrow(0, r0, rows).to(ScalarType.Float64);
+            var ru = referenceUp.narrow(0, r0, rows).to(ScalarType.Float64);
+            var rd = referenceDown.narrow(1, r0, rows).to(ScalarType.Float64).t();
+            for (var c0 = 0; c0 < n; c0 += block)
+            {
+                var cols = Math.Min(block, n - c0);
+                using var blockScope = NewDisposeScope();
+                var part = rg.matmul(gate.narrow(0, c0, cols).to(ScalarType.Float64).t());
+                part.add_(ru.matmul(up.narrow(0, c0, cols).to(ScalarType.Float64).t()));
+                part.add_(rd.matmul(down.narrow(1, c0, cols).to(ScalarType.Float64)));
+                score.narrow(0, r0, rows).narrow(1, c0, cols).copy_(part);
+            }
         }
-        return LinearAssignment.Maximize(score, n);
+        // Read in place when the matrix fits one span of bytes (n ≤ 16383); larger ones are copied out.
+        return (long)n * n * sizeof(double) <= int.MaxValue
+            ? LinearAssignment.Maximize(MemoryMarshal.Cast<byte, double>(score.bytes), n)
+            : LinearAssignment.Maximize(score.data<double>().ToArray(), n);
     }
 
     /// <summary>Applies π to an expert: gate/up rows and down columns reordered (new tensors).</summary>

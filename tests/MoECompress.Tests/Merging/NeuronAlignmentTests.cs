@@ -24,6 +24,31 @@ public class NeuronAlignmentTests
     }
 
     [Fact]
+    public void A_wide_expert_is_aligned_block_by_block_to_its_hidden_permutation()
+    {
+        // 2,500 neurons: more than one 2,048-row block of the score and above the exact limit (greedy). The member is the
+        // reference with its neurons shuffled plus a little noise: the alignment must find the shuffle.
+        const int n = 2500, h = 24;
+        using var scope = NewDisposeScope();
+        var generator = new Generator(11);
+        var g = randn([n, h], generator: generator);
+        var u = randn([n, h], generator: generator);
+        var d = randn([h, n], generator: generator);
+        var shuffle = Enumerable.Range(0, n).ToArray();
+        new Random(5).Shuffle(shuffle);
+        var index = tensor(shuffle.Select(i => (long)i).ToArray());
+        var noise = 0.01;
+        var mg = g.index_select(0, index) + noise * randn([n, h], generator: generator);
+        var mu = u.index_select(0, index) + noise * randn([n, h], generator: generator);
+        var md = d.index_select(1, index) + noise * randn([h, n], generator: generator);
+        var pi = NeuronAlignment.Permutation(g, u, d, mg, mu, md);
+        // Position a of the reference gets the member neuron that came from a: shuffle[π[a]] = a.
+        var correct = Enumerable.Range(0, n).Count(a => shuffle[pi[a]] == a);
+        Assert.True(correct >= n * 99 / 100, $"{correct} of {n} neurons aligned");
+        Assert.Equal(Enumerable.Range(0, n), pi.Order());
+    }
+
+    [Fact]
     public void Hungarian_matches_brute_force_on_random_cases()
     {
         var rng = new Random(8);
