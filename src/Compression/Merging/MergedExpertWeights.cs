@@ -99,15 +99,14 @@ public sealed class MergedExpertWeights : IMergedExpertWeights, IDisposable
     }
 
     /// <summary>
-    /// Takes over a layer an interrupted run computed: its merge statistics and, when <paramref name="cached"/>, its merged
-    /// weights in the cache folder (else they are recomputed, identically, when first requested).
+    /// Takes over a layer an interrupted run computed: its merge statistics and, with a cache folder (the interrupted run's,
+    /// kept by its journal), its merged weights there; without one they are recomputed, identically, when first requested.
     /// </summary>
-    internal void Restore(int layer, IReadOnlyDictionary<int, IReadOnlyDictionary<ExpertProjection, ProjectionMergeStatistics>> statistics, bool cached)
+    internal void Restore(int layer, IReadOnlyDictionary<int, IReadOnlyDictionary<ExpertProjection, ProjectionMergeStatistics>> statistics)
     {
         if (!_layers.ContainsKey(layer)) throw new ArgumentException($"layer {layer} is not part of this merge plan", nameof(layer));
-        if (cached && _cacheDirectory is null) throw new InvalidOperationException("restoring a cached layer needs a cache folder");
         foreach (var (k, stats) in statistics) _statistics[(layer, k)] = stats;
-        if (cached) _cached.Add(layer);
+        if (_cacheDirectory is not null) _cached.Add(layer);
     }
 
     /// <summary>The experts of <paramref name="layer"/> that belong to a merged cluster.</summary>

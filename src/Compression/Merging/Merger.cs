@@ -97,14 +97,14 @@ public static class Merger
                     journal = LayerPassJournal.Open(outputDir!, "merge", LayerPassJournal.Fingerprint(set, CalibrationProfile.CurrentToolVersion,
                         Calibrator.Sha256Hex(checkpoint.ConfigPath), OptionsJson(options, outputExperts, energy).ToJsonString(), align.ToString(),
                         options.Profile.MicroBatch.ToString(CultureInfo.InvariantCulture)), options.Resume, "--resume");
-                var cached = options.Method == MergeMethod.Subspace;
-                var cache = !cached ? null
+                // Subspace merges are cached (in the journal, so a resumed run reads what the interrupted one computed).
+                var cache = options.Method != MergeMethod.Subspace ? null
                     : journal is not null ? Path.Combine(journal.Directory, "merged")
                     : Path.Combine(Path.GetTempPath(), $"moe-compress-merge-dry-run-{Guid.NewGuid():N}");
                 weights = new MergedExpertWeights(checkpoint, clusters, settings, cache, progress, keepCache: journal is not null);
                 progress?.Report($"sequential merge ({moe.NumExperts} → {outputExperts} experts) over {checkpoint.Directory}: " +
                                  $"{set.Count} x {set.SeqLen} = {(long)set.Count * set.SeqLen:N0} tokens, each layer merged before the next is measured (compressed propagation)");
-                var result = SequentialMergePass.Run(checkpoint, set, options, outputExperts, clusters, weights, cached,
+                var result = SequentialMergePass.Run(checkpoint, set, options, outputExperts, clusters, weights,
                     new StreamingOptions { MicroBatchTokens = options.Profile.MicroBatch }, journal, progress, cancellationToken);
                 (profile, rows) = (result.Profile, new Dictionary<int, RouterRowDecision>(result.Rows));
                 foreach (var (l, f) in result.Features) features[l] = f;
@@ -255,8 +255,7 @@ public static class Merger
         var rows = new Dictionary<int, RouterRowDecision>();
         if (options.RouterRows != RouterRowChoice.Auto)
         {
-            var rule = options.RouterRows == RouterRowChoice.Weighted ? RouterRowRule.Weighted : RouterRowRule.Representative;
-            foreach (var l in clusters.Keys) rows[l] = new RouterRowDecision(rule, "forced", null, null, 0);
+            CompleteRows(rows, clusters, options.RouterRows);
             return rows;
         }
 
@@ -285,8 +284,7 @@ public static class Merger
     {
         if (choice != RouterRowChoice.Auto)
         {
-            var forced = choice == RouterRowChoice.Weighted ? RouterRowRule.Weighted : RouterRowRule.Representative;
-            foreach (var l in clusters.Keys.Where(l => !rows.ContainsKey(l)).ToList()) rows[l] = new RouterRowDecision(forced, "forced", null, null, 0);
+            foreach (var l in clusters.Keys.Where(l => !rows.ContainsKey(l)).ToList()) rows[l] = RouterRowDecision.Forced(choice);
             return;
         }
         var measured = rows.Values.Where(d => d.Basis == "measured").ToList();
@@ -320,8 +318,9 @@ public static class Merger
     {
         var list = clusters.Select((c, k) => new MergeClusterReport(k, c.Members, c.Weights, c.Representative, c.SuperExpert,
             weights is not null && weights.Statistics.TryGetValue((layer, k), out var s) ? s : null)).ToList();
-        row ??= new RouterRowDecision(choice == RouterRowChoice.Weighted ? RouterRowRule.Weighted : RouterRowRule.Representative,
-            choice == RouterRowChoice.Auto ? "dry run: not measured" : "forced", null, null, 0);
+        row ??= choice == RouterRowChoice.Auto
+            ? new RouterRowDecision(RouterRowRule.Representative, "dry run: not measured", null, null, 0)
+            : RouterRowDecision.Forced(choice);
         return new MergeLayerReport(layer, mtp, features, list, row.Rule, row.Basis, row.RepresentativeError, row.WeightedError, row.Tokens);
     }
 

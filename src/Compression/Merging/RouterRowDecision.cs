@@ -20,6 +20,10 @@ internal sealed record RouterRowDecision(RouterRowRule Rule, string Basis, doubl
         return new RouterRowDecision(rule, "measured", rep, wtd, probe.Tokens(layer));
     }
 
+    /// <summary>The rule <paramref name="choice"/> forces (representative or weighted; never called with auto).</summary>
+    public static RouterRowDecision Forced(RouterRowChoice choice) =>
+        new(choice == RouterRowChoice.Weighted ? RouterRowRule.Weighted : RouterRowRule.Representative, "forced", null, null, 0);
+
     /// <summary>One progress line.</summary>
     public string Describe(int layer) => string.Create(CultureInfo.InvariantCulture,
         $"layer {layer}: router-row error representative {RepresentativeError:0.######}, weighted {WeightedError:0.######} → {MergeReport.Name(Rule)}");

@@ -30,7 +30,7 @@ internal static class SequentialMergePass
 
     /// <summary>Runs the pass; <c>clusters</c> is filled layer by layer (it is the dictionary <c>weights</c> reads).</summary>
     public static Result Run(ModelCheckpoint checkpoint, CalibrationSet set, MergeOptions options, int outputExperts,
-        Dictionary<int, IReadOnlyList<ExpertCluster>> clusters, MergedExpertWeights weights, bool cached, StreamingOptions streaming,
+        Dictionary<int, IReadOnlyList<ExpertCluster>> clusters, MergedExpertWeights weights, StreamingOptions streaming,
         LayerPassJournal? journal, IProgress<string>? progress, CancellationToken ct)
     {
         var cfg = checkpoint.MoE;
@@ -61,7 +61,7 @@ internal static class SequentialMergePass
             Cluster(stats);
             var (row, mergeStatistics) = ReadLayer(journal!, stats.Layer);
             rows[stats.Layer] = row;
-            weights.Restore(stats.Layer, mergeStatistics, cached);
+            weights.Restore(stats.Layer, mergeStatistics);
         }
         SequentialLayerPass.Run(checkpoint, set, streaming, journal, "merge", (session, layer) =>
         {
@@ -109,7 +109,7 @@ internal static class SequentialMergePass
     {
         if (!clusters.Any(c => c.IsMerged)) return new RouterRowDecision(RouterRowRule.Representative, "nothing merged", null, null, 0);
         if (options.RouterRows != RouterRowChoice.Auto)
-            return new RouterRowDecision(options.RouterRows == RouterRowChoice.Weighted ? RouterRowRule.Weighted : RouterRowRule.Representative, "forced", null, null, 0);
+            return RouterRowDecision.Forced(options.RouterRows);
         using var probe = new RouterRowMeasurement(weights, new Dictionary<int, IReadOnlyList<ExpertCluster>> { [layer.Index] = clusters });
         session.Observe(layer, probe, ct);
         var decision = RouterRowDecision.Measured(probe, layer.Index);

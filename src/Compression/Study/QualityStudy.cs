@@ -138,29 +138,25 @@ public static class QualityStudy
                     rows.Add(Step("propagation", $"mixed GPTQ per {granularity.ToString().ToLowerInvariant()}, {name}", "2.5 bits", dir =>
                         $"{Quantizer.Run(Q(dir, p) with { Bits = 2.5, Granularity = granularity }, progress, cancellationToken).AverageBits:0.###} avg bits"));
             }
-            // Pruning measures each layer on the pruned (compressed) or the original layers before it; the same tokens as
+            // Pruning and merging measure each layer on the compressed or the original layers before it, on the tokens of
             // the general profile (bundled set, same samples, length and seed).
-            foreach (var ratio in options.Ratios)
-                foreach (var p in new[] { Propagation.Compressed, Propagation.Original })
-                    rows.Add(Step("propagation", $"prune {Pruner.DefaultMethod}, {p.ToString().ToLowerInvariant()}", Pct(ratio), dir =>
-                    {
-                        var r = Pruner.Run(new PruneOptions
-                        {
-                            Model = model, Output = dir, Ratio = ratio, Profile = generalRequest with { Profile = null }, Propagate = p,
-                        }, progress, cancellationToken);
-                        return $"{r.InputExperts}→{r.OutputExperts} experts";
-                    }));
-            // Merging likewise clusters each layer on the merged (compressed) or the original layers' outputs.
-            foreach (var ratio in options.Ratios)
-                foreach (var p in new[] { Propagation.Compressed, Propagation.Original })
-                    rows.Add(Step("propagation", $"merge average, {p.ToString().ToLowerInvariant()}", Pct(ratio), dir =>
-                    {
-                        var r = Merger.Run(new MergeOptions
-                        {
-                            Model = model, Output = dir, Ratio = ratio, Profile = generalRequest with { Profile = null }, Propagate = p,
-                        }, progress, cancellationToken);
-                        return $"{r.InputExperts}→{r.OutputExperts} experts, router rows: {string.Join("/", r.Layers.Select(l => l.RouterRow.ToString().ToLowerInvariant()).Distinct())}";
-                    }));
+            var tokens = generalRequest with { Profile = null };
+            foreach (var (name, run) in new (string, Func<string, double, Propagation, string>)[]
+                     {
+                         ($"prune {Pruner.DefaultMethod}", (dir, ratio, p) =>
+                         {
+                             var r = Pruner.Run(new PruneOptions { Model = model, Output = dir, Ratio = ratio, Profile = tokens, Propagate = p }, progress, cancellationToken);
+                             return $"{r.InputExperts}→{r.OutputExperts} experts";
+                         }),
+                         ("merge average", (dir, ratio, p) =>
+                         {
+                             var r = Merger.Run(new MergeOptions { Model = model, Output = dir, Ratio = ratio, Profile = tokens, Propagate = p }, progress, cancellationToken);
+                             return $"{r.InputExperts}→{r.OutputExperts} experts, router rows: {string.Join("/", r.Layers.Select(l => l.RouterRow.ToString().ToLowerInvariant()).Distinct())}";
+                         }),
+                     })
+                foreach (var ratio in options.Ratios)
+                    foreach (var p in new[] { Propagation.Compressed, Propagation.Original })
+                        rows.Add(Step("propagation", $"{name}, {p.ToString().ToLowerInvariant()}", Pct(ratio), dir => run(dir, ratio, p)));
         }
 
         if (options.Sections.Contains("substitute"))
