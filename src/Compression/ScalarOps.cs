@@ -21,6 +21,20 @@ internal static class ScalarOps
         return op(s);
     }
 
+    // TorchSharp's add(Tensor), add_(Tensor) and the + operator pass an implicit alpha = 1 Scalar, and square() an
+    // implicit exponent 2, that nothing holds during the native call: these pass Scalars that live for the process.
+    private static readonly Scalar One = 1.ToScalar();
+    private static readonly Scalar Two = 2.ToScalar();
+
+    /// <summary>t + other (TorchSharp's <c>+</c> with its alpha held).</summary>
+    public static Tensor Plus(this Tensor t, Tensor other) => t.add(other, One);
+
+    /// <summary>t += other in place.</summary>
+    public static Tensor Plus_(this Tensor t, Tensor other) => t.add_(other, One);
+
+    /// <summary>t² element-wise (TorchSharp's <c>square()</c>, i.e. pow(t, 2), with its exponent held).</summary>
+    public static Tensor Squared(this Tensor t) => t.pow(Two);
+
     public static Tensor Times(this Tensor t, double value) => With(value, t.mul);
 
     // add(Scalar) would make its alpha = 1 a Scalar inside TorchSharp that nothing holds during the native call (seen as

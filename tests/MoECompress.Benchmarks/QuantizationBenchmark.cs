@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using MoECompress.Compression.Pipeline;
 using MoECompress.Compression.Quantization;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -15,6 +16,7 @@ internal static class QuantizationBenchmark
     public static int Run(string[] args)
     {
         int layers = 58, experts = 256, widths = 5, rounds = 3, hidden = 2048, inter = 1408, bits = 4, group = 128;
+        bool workingSet = false;
         for (int i = 0; i < args.Length; i++)
         {
             switch (args[i])
@@ -26,9 +28,12 @@ internal static class QuantizationBenchmark
                 case "--hidden": hidden = int.Parse(args[++i]); break;
                 case "--intermediate": inter = int.Parse(args[++i]); break;
                 case "--bits": bits = int.Parse(args[++i]); break;
+                case "--gptq-memory": workingSet = true; break;
                 default: Console.Error.WriteLine($"quantize: unknown option {args[i]}"); return 2;
             }
         }
+
+        if (workingSet) return GptqWorkingSet(hidden, inter, new QuantizationScheme(bits, group));
 
         // 1. Bit allocation.
         BitAllocatorBenchmark.Run(4, 16, widths, 0); // warm-up: loads the OR-Tools natives
@@ -90,6 +95,41 @@ internal static class QuantizationBenchmark
                           $"{expertBytes / Median(gptq) / 1e9:0.000} GB/s");
         Console.WriteLine($"threads: {torch.get_num_threads()}; peak RSS {ProcessStats.PeakRssBytes() / 1048576.0:0} MiB");
         foreach (var t in weights.Concat(hessians)) t.Dispose();
+        return 0;
+    }
+
+    /// <summary>
+    /// Peak memory of one GPTQ solve of a down_proj ([hidden, intermediate], an intermediate × intermediate Hessian) beside
+    /// its inputs, against <see cref="MemoryPlan.GptqWorkingSetBytes"/>, the figure the memory planner budgets for it.
+    /// </summary>
+    private static int GptqWorkingSet(int hidden, int inter, QuantizationScheme scheme)
+    {
+        torch.set_num_threads(Environment.ProcessorCount);
+        using var gen = torch.manual_seed(7);
+        using var w = randn(hidden, inter) * 0.02f;
+        const int tokens = 4096;
+        using var hessian = zeros(inter, inter);
+        for (int done = 0; done < tokens; done += 1024)
+        {
+            using var scope = NewDisposeScope();
+            var x = randn(1024, inter);
+            hessian.add_(x.t().matmul(x));
+        }
+        var inputs = ProcessStats.RssBytes();
+        if (!ProcessStats.ResetPeak())
+        {
+            Console.Error.WriteLine("quantize --gptq-memory: cannot reset the peak RSS (/proc/self/clear_refs)");
+            return 1;
+        }
+        var sw = Stopwatch.StartNew();
+        using (var q = GptqQuantizer.Quantize(w, hessian, tokens, scheme)) { }
+        var seconds = sw.Elapsed.TotalSeconds;
+        var measured = ProcessStats.PeakRssBytes() - inputs;
+        var predicted = MemoryPlan.GptqWorkingSetBytes(hidden, inter);
+        Console.WriteLine($"GPTQ {scheme} of one down_proj {hidden}x{inter} (Hessian {inter}x{inter}, {MemoryPlan.Format((long)inter * inter * 4)}): " +
+                          $"{seconds:0.0} s; peak RSS above its inputs {MemoryPlan.Format(measured)}, planner's working set " +
+                          $"{MemoryPlan.Format(predicted)} (measured / predicted {(double)measured / predicted:0.00}x); " +
+                          $"threads {torch.get_num_threads()}");
         return 0;
     }
 

@@ -11,7 +11,7 @@ namespace MoECompress.Benchmarks;
 /// <summary>
 /// Peak memory of the sequential pipeline at real per-layer widths: for each fixture (Mixtral-8x7B H 4096 / I 14336 /
 /// 8 experts; Qwen3-30B-A3B H 2048 / I 768 / 128 experts top-8; DeepSeek-V2-Lite H 2048 / I 1408 / 64 + 2 shared,
-/// first layer dense) it generates checkpoints with L and 4·L decoder layers and runs calibrate, quantize (GPTQ) and
+/// first layer dense) it generates checkpoints with L and 4·L decoder layers (only L with <c>--one-size</c>) and runs calibrate, quantize (GPTQ) and
 /// prune 25% each (and on request, <c>--step merge</c>, merge 25%) in its own child process, printing seconds, tokens/s, seconds per layer and peak RSS, the 4L/L peak
 /// ratio (target ≤ 1.1) and the bound "one layer's expert weights in float32 + calibration hidden states + 1 GB".
 /// </summary>
@@ -33,7 +33,7 @@ internal static class ScaleBenchmark
     {
         int layers = 1, samples = 8, seqLen = 128;
         string method = "gptq", bits = "3", maxMemory = "16";
-        bool mixed = false;
+        bool mixed = false, oneSize = false;
         var names = new List<string>();
         var steps = new List<string>();
         string? dir = null;
@@ -48,6 +48,7 @@ internal static class ScaleBenchmark
                 case "--method": method = args[++i]; break;
                 case "--bits": bits = args[++i]; break;
                 case "--mixed": mixed = true; break;
+                case "--one-size": oneSize = true; break;
                 case "--max-memory-gb": maxMemory = args[++i]; break;
                 case "--step": steps.Add(args[++i]); break;
                 case "--dir": dir = args[++i]; break;
@@ -69,7 +70,7 @@ internal static class ScaleBenchmark
             foreach (var f in chosen)
             {
                 var peaks = new Dictionary<(string Step, int Layers), long>();
-                foreach (var l in new[] { layers, 4 * layers })
+                foreach (var l in oneSize ? new[] { layers } : new[] { layers, 4 * layers })
                 {
                     var model = Path.Combine(root, $"{f.Name}-{l}");
                     var info = SyntheticCheckpoint.Write(f.Preset, model, new SyntheticOptions
@@ -97,7 +98,10 @@ internal static class ScaleBenchmark
                 long activations = (long)samples * seqLen * f.Hidden * sizeof(float);
                 long bound = expertFloat32 + activations + (1L << 30);
                 foreach (var step in steps)
-                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    Console.WriteLine(oneSize
+                        ? string.Create(CultureInfo.InvariantCulture,
+                            $"{f.Name} {step}: peak at {layers} layers {peaks[(step, layers)] / 1e9:0.00} GB vs bound {bound / 1e9:0.00} GB (no 4x-depth run: --one-size)")
+                        : string.Create(CultureInfo.InvariantCulture,
                         $"{f.Name} {step}: peak RSS {4 * layers} vs {layers} layers = {peaks[(step, 4 * layers)] / (double)peaks[(step, layers)]:0.00}x (target <= 1.1); " +
                         $"peak at {4 * layers} layers {peaks[(step, 4 * layers)] / 1e9:0.00} GB vs bound {bound / 1e9:0.00} GB " +
                         $"(experts of one layer in float32 {expertFloat32 / 1e9:0.00} GB + hidden states {activations / 1e6:0} MB + 1 GB)"));

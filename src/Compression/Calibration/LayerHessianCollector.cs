@@ -53,7 +53,7 @@ public sealed class LayerHessianCollector : ILayerObserver, IDisposable
             var v = ExpertHessians.IsInput(kind) ? x : h;
             var weighted = kind is HessianKind.InputWeighted or HessianKind.DownWeighted ? v * g : v;
             var product = weighted.t().mm(v);
-            if (sums.TryGetValue(kind, out var sum)) sum.add_(product);
+            if (sums.TryGetValue(kind, out var sum)) sum.Plus_(product);
             else sums[kind] = product.clone().DetachFromDisposeScope();
         }
         _tokens[a.Expert] = _tokens.GetValueOrDefault(a.Expert) + a.TokenCount;

@@ -68,7 +68,7 @@ internal sealed class MoELayerAccumulator
         if (n == 0) return;
         var y = a.Output.to(ScalarType.Float64);
         var g = a.Gates.to(ScalarType.Float64).reshape(-1);
-        var norms = y.square().sum(1).sqrt();
+        var norms = y.Squared().sum(1).sqrt();
         _reapSum[e] += (g * norms).sum().item<double>();
         _maxAbs[e] = Math.Max(_maxAbs[e], y.abs().max().item<double>());
         _routed[e] += n;

@@ -273,8 +273,8 @@ public static class Evaluator
             var w = windows[s];
             var hBase = baseSession.ReadHiddenStates(s).narrow(0, w.ScoringRow, w.TargetCount).to(ScalarType.Float64);
             var hModel = modelSession.ReadHiddenStates(s).narrow(0, w.ScoringRow, w.TargetCount).to(ScalarType.Float64);
-            var diffRow = (hModel - hBase).square().sum(-1);
-            var baseRow = hBase.square().sum(-1);
+            var diffRow = (hModel - hBase).Squared().sum(-1);
+            var baseRow = hBase.Squared().sum(-1);
             diffSquares += diffRow.sum().item<double>();
             baseSquares += baseRow.sum().item<double>();
             tokenRatios += (diffRow.sqrt() / baseRow.sqrt().AtLeast(double.Epsilon)).sum().item<double>();

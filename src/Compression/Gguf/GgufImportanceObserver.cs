@@ -24,8 +24,8 @@ public sealed class GgufImportanceObserver : ILayerObserver
         using var scope = NewDisposeScope();
         var x = a.Input.to(ScalarType.Float32);
         var h = a.Intermediate.to(ScalarType.Float32);
-        var sx = x.square().sum(0L).data<float>().ToArray();
-        var sh = h.square().sum(0L).data<float>().ToArray();
+        var sx = x.Squared().sum(0L).data<float>().ToArray();
+        var sh = h.Squared().sum(0L).data<float>().ToArray();
         if (!_experts.TryGetValue((a.Layer, a.Expert), out var e))
             _experts[(a.Layer, a.Expert)] = e = new ExpertImportance(new double[sx.Length], new double[sh.Length]);
         for (var i = 0; i < sx.Length; i++) e.InputSquares[i] += sx[i];

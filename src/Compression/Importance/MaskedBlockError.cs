@@ -47,7 +47,7 @@ public sealed class MaskedBlockError
             using var scope = NewDisposeScope();
             using var noGrad = no_grad();
             var output = Block.Forward(x, options);
-            total += (output - y).to_type(ScalarType.Float64).square().sum().item<double>();
+            total += (output - y).to_type(ScalarType.Float64).Squared().sum().item<double>();
             Forwards++;
         }
         return total;

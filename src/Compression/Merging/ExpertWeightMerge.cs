@@ -106,13 +106,13 @@ public static class ExpertWeightMerge
         if (!(damping >= 0)) throw new ArgumentOutOfRangeException(nameof(damping), damping, "must not be negative");
         using var scope = NewDisposeScope();
         var h = hessian.to(ScalarType.Float64);
-        h = (h + h.t()).Times(0.5);
+        h = h.Plus(h.t()).Times(0.5);
         var meanDiag = h.diagonal().mean().item<double>();
         if (!(meanDiag > 0) || !double.IsFinite(meanDiag)) return null;
         var lambda = Math.Max(damping, 1e-10);
         for (var attempt = 0; attempt < 5; attempt++, lambda *= 10)
         {
-            var damped = h + eye(size, dtype: ScalarType.Float64).Times(lambda * meanDiag);
+            var damped = h.Plus(eye(size, dtype: ScalarType.Float64).Times(lambda * meanDiag));
             var (l, info) = linalg.cholesky_ex(damped);
             if (info.item<int>() == 0 && l.isfinite().all().item<bool>())
                 return l.MoveToOuterDisposeScope();

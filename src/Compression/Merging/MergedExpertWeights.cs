@@ -194,7 +194,7 @@ public sealed class MergedExpertWeights : IMergedExpertWeights, IDisposable
             var h = hessians[m].Matrix(kind);
             using var aligned = kind == HessianKind.Down && permutations.TryGetValue(m, out var pi) ? NeuronAlignment.ApplyToHessian(pi, h) : h.alias();
             if (sum is null) sum = aligned.to(ScalarType.Float64);
-            else sum.add_(aligned.to(ScalarType.Float64));
+            else sum.Plus_(aligned.to(ScalarType.Float64));
         }
         return sum!;
     }

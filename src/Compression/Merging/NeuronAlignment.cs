@@ -40,8 +40,8 @@ public static class NeuronAlignment
                 var cols = Math.Min(block, n - c0);
                 using var blockScope = NewDisposeScope();
                 var part = rg.matmul(gate.narrow(0, c0, cols).to(ScalarType.Float64).t());
-                part.add_(ru.matmul(up.narrow(0, c0, cols).to(ScalarType.Float64).t()));
-                part.add_(rd.matmul(down.narrow(1, c0, cols).to(ScalarType.Float64)));
+                part.Plus_(ru.matmul(up.narrow(0, c0, cols).to(ScalarType.Float64).t()));
+                part.Plus_(rd.matmul(down.narrow(1, c0, cols).to(ScalarType.Float64)));
                 score.narrow(0, r0, rows).narrow(1, c0, cols).copy_(part);
             }
         }

@@ -47,12 +47,12 @@ public sealed class RouterRowMeasurement : ILayerObserver, IDisposable
         using var scope = NewDisposeScope();
         Build(activation, clusters);
         var output = activation.Output.to(ScalarType.Float64);
-        _outputSums[activation.Layer] = _outputSums.GetValueOrDefault(activation.Layer) + output.square().sum().item<double>();
+        _outputSums[activation.Layer] = _outputSums.GetValueOrDefault(activation.Layer) + output.Squared().sum().item<double>();
         _tokens[activation.Layer] = _tokens.GetValueOrDefault(activation.Layer) + activation.Input.shape[0];
         foreach (var rule in Rules)
         {
             var y = _blocks[rule].Block.Forward(activation.Input);
-            var err = (y.to(ScalarType.Float64) - output).square().sum().item<double>();
+            var err = (y.to(ScalarType.Float64) - output).Squared().sum().item<double>();
             _errorSums[(activation.Layer, rule)] = _errorSums.GetValueOrDefault((activation.Layer, rule)) + err;
         }
     }

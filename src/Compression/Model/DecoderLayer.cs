@@ -55,12 +55,12 @@ public sealed class DecoderLayer : IDisposable
 
         var attnOut = Attention.Forward(InputNorm.Forward(x), rope);
         using var residualScale = ResidualMultiplier.ToScalar();
-        var h = ResidualMultiplier == 1.0 ? x + attnOut : x + attnOut.mul(residualScale);
+        var h = ResidualMultiplier == 1.0 ? x.Plus(attnOut) : x.Plus(attnOut.mul(residualScale));
         var normed = PostAttentionNorm.Forward(h);
         Tensor mlpOut = MoE is not null
             ? (MoEReplacement ?? MoE).Forward(normed.reshape(b * l, hidden), MoEOptions, observer, batch).view(b, l, hidden)
             : Mlp!.Forward(normed);
-        var output = ResidualMultiplier == 1.0 ? h + mlpOut : h + mlpOut.mul(residualScale);
+        var output = ResidualMultiplier == 1.0 ? h.Plus(mlpOut) : h.Plus(mlpOut.mul(residualScale));
         observer?.OnLayerOutput(new LayerActivation(Index, batch, x, output));
         return output.MoveToOuterDisposeScope();
     }

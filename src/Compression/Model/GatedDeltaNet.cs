@@ -99,7 +99,7 @@ public sealed class GatedDeltaNet : AttentionBlock
         var v = mixed.narrow(-1, 2L * s.KeyDim, s.ValueDim).reshape(batch, l, s.NumValueHeads, s.ValueHeadDim);
         var z = Z.Forward(x).view(batch, l, s.NumValueHeads, s.ValueHeadDim);
         var beta = B.Forward(x).sigmoid();
-        var g = -ALog.exp() * nn.functional.softplus(A.Forward(x) + DtBias);
+        var g = -ALog.exp() * Softplus(A.Forward(x).Plus(DtBias));
         if (s.HeadRatio > 1)
         {
             q = q.repeat_interleave(s.HeadRatio, 2);
@@ -113,6 +113,12 @@ public sealed class GatedDeltaNet : AttentionBlock
     }
 
     /// <summary>Depthwise causal convolution of x [B, L, C] over the last <see cref="LinearAttentionSpec.ConvKernel"/> positions (zeros before the start).</summary>
+    /// <summary>
+    /// softplus(a) = log(1 + eᵃ), and a itself above 20 where that is exact in float32 (torch's default β = 1 and
+    /// threshold 20; TorchSharp's softplus makes its β and threshold Scalars implicitly).
+    /// </summary>
+    private static Tensor Softplus(Tensor a) => where(a.GreaterThan(20), a, a.exp().log1p());
+
     private Tensor CausalConv(Tensor x)
     {
         using var scope = NewDisposeScope();
@@ -121,7 +127,7 @@ public sealed class GatedDeltaNet : AttentionBlock
         var padded = nn.functional.pad(x, new long[] { 0, 0, kernel - 1, 0 });
         var y = zeros_like(x);
         for (var j = 0; j < kernel; j++)
-            y = y + padded.narrow(1, j, l) * ConvWeight.select(1, j);
+            y = y.Plus(padded.narrow(1, j, l) * ConvWeight.select(1, j));
         return y.MoveToOuterDisposeScope();
     }
 
@@ -146,7 +152,7 @@ public sealed class GatedDeltaNet : AttentionBlock
                 var decayed = state * g.select(1, t).exp().unsqueeze(-1).unsqueeze(-1);
                 var remembered = matmul(kt, decayed);                                  // (Sᵀk)ᵀ [B, h, 1, dv]
                 var delta = (v.select(1, t).unsqueeze(-2) - remembered) * beta.select(1, t).unsqueeze(-1).unsqueeze(-1);
-                next = decayed.add_(matmul(kt.transpose(-2, -1), delta)).MoveToOuterDisposeScope();
+                next = decayed.Plus_(matmul(kt.transpose(-2, -1), delta)).MoveToOuterDisposeScope();
                 output = matmul(q.select(1, t).unsqueeze(-2), next).squeeze(-2).MoveToOuterDisposeScope();
             }
             state.Dispose();

@@ -95,7 +95,7 @@ public sealed class MoEBlock : IDisposable
             if (SharedExpertGate is not null)
                 shared = nn.functional.linear(x, SharedExpertGate).sigmoid() * shared;
         }
-        var output = shared is null ? routed.clone() : routed + shared;
+        var output = shared is null ? routed.clone() : routed.Plus(shared);
         observer?.OnMoEBlock(new MoEBlockActivation(this, batch, x, routing, routed, shared, output));
         routing.Dispose();
         return output;

@@ -70,7 +70,7 @@ public sealed class MoERouter : IDisposable
 
         var choice = scores;
         if (spec.UseCorrectionBias && correctionBias is not null)
-            choice = scores + correctionBias.to(ScalarType.Float32).unsqueeze(0);
+            choice = scores.Plus(correctionBias.to(ScalarType.Float32).unsqueeze(0));
         if (dropped is not null)
             choice = choice.FillWhere(dropped, double.NegativeInfinity);
 

@@ -6,18 +6,38 @@ namespace MoECompress.Compression.Model;
 /// Gives freed native memory back to the OS. libtorch allocates tensors below glibc's (adaptive, up to 32 MB) mmap
 /// threshold from the malloc heap — one expert's projection is such a tensor — and glibc keeps freed heap pages in the
 /// process, so without this the resident size creeps up layer after layer although nothing is held.
-/// <c>malloc_trim(0)</c> returns every free page of every arena. Linux with glibc only; a no-op elsewhere.
+/// <c>malloc_trim(0)</c> returns every free page of every arena. Under tcmalloc (the CLI re-executes itself with it,
+/// see <see cref="NativeAllocator"/>) freed spans stay in tcmalloc's page heap and are released only gradually, so
+/// GPTQ's 822 MB matrices of one Mixtral down_proj solve stayed resident after it; there
+/// <c>MallocExtension_ReleaseFreeMemory</c> returns them. Linux only; a no-op elsewhere.
 /// </summary>
 internal static class NativeHeap
 {
     private static volatile bool _works = OperatingSystem.IsLinux();
+    private static volatile bool _tcmallocWorks = OperatingSystem.IsLinux()
+        && (Environment.GetEnvironmentVariable("LD_PRELOAD") ?? "").Contains("libtcmalloc", StringComparison.Ordinal);
 
     [DllImport("libc", EntryPoint = "malloc_trim")]
     private static extern int MallocTrim(nuint pad);
 
-    /// <summary>Returns free heap pages to the OS; call after a big group of tensors (a decoder layer) was freed.</summary>
+    // Resolves to the preloaded library (already in the process, so no second copy is loaded).
+    [DllImport("libtcmalloc_minimal.so.4", EntryPoint = "MallocExtension_ReleaseFreeMemory")]
+    private static extern void TcmallocReleaseFreeMemory();
+
+    /// <summary>Returns free heap pages to the OS; call after a big group of tensors (a decoder layer, a GPTQ solve) was freed.</summary>
     public static void Trim()
     {
+        if (_tcmallocWorks)
+        {
+            try
+            {
+                TcmallocReleaseFreeMemory();
+            }
+            catch (Exception e) when (e is EntryPointNotFoundException or DllNotFoundException)
+            {
+                _tcmallocWorks = false; // another tcmalloc build: nothing to release this way
+            }
+        }
         if (!_works) return;
         try
         {

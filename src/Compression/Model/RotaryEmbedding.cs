@@ -232,7 +232,7 @@ public sealed class RotaryEmbedding
         var x1 = x.narrow(-1, 0, d / 2);
         var x2 = x.narrow(-1, d / 2, d / 2);
         var rotated = cat(new[] { -x2, x1 }, -1);
-        var result = x * tables.Cos + rotated * tables.Sin;
+        var result = (x * tables.Cos).Plus(rotated * tables.Sin);
         return result.MoveToOuterDisposeScope();
     }
 }

@@ -184,11 +184,21 @@ public sealed class MemoryPlan
         }
         if (s.HessianKinds.Count > 0)
         {
-            // GPTQ on the widest projection: the scaled Hessian, its Cholesky inverse and a work copy, plus W, Q and the error.
-            var n = Math.Max(h, inter);
-            items.Add(new MemoryItem($"GPTQ working set of one projection ({n} columns)", (3 * n * n + 3 * h * inter) * sizeof(float)));
+            items.Add(new MemoryItem($"GPTQ working set of one projection ({Math.Max(h, inter)} columns)", GptqWorkingSetBytes(h, inter)));
         }
         return new MemoryStage(name, items);
+    }
+
+    /// <summary>
+    /// What one GPTQ solve of the widest projection of an expert (hidden × intermediate) holds beside its Hessian: the
+    /// scaled and dampened Hessian, a Cholesky factor and an inverse (n × n each, n the wider side; never more than three
+    /// at once), plus the float32 weight, the codes and the pending error update (hidden × intermediate each).
+    /// <c>moe-compress-bench quantize --gptq-memory</c> measures it.
+    /// </summary>
+    public static long GptqWorkingSetBytes(long hidden, long intermediate)
+    {
+        var n = Math.Max(hidden, intermediate);
+        return (3 * n * n + 3 * hidden * intermediate) * sizeof(float);
     }
 
     /// <summary>"1.23 GB" (decimal units).</summary>

@@ -20,7 +20,7 @@ public static class RouterRowNorms
         using var scope = NewDisposeScope();
         var name = checkpoint.Family.RouterWeightName(layer, checkpoint.MoE);
         var weight = checkpoint.Tensors.ToTensor(name, ScalarType.Float32);
-        var norms = weight.to_type(ScalarType.Float64).square().sum(1).sqrt();
+        var norms = weight.to_type(ScalarType.Float64).Squared().sum(1).sqrt();
         return norms.data<double>().ToArray();
     }
 }

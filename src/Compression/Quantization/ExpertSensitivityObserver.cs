@@ -49,7 +49,7 @@ internal sealed class ExpertSensitivityObserver : ILayerObserver, IDisposable
     public void OnMoEBlock(MoEBlockActivation activation)
     {
         using var scope = NewDisposeScope();
-        _outputSquares += activation.Output.to(ScalarType.Float64).square().sum().item<double>();
+        _outputSquares += activation.Output.to(ScalarType.Float64).Squared().sum().item<double>();
         _batches.Add((
             activation.Input.to(ScalarType.Float32).clone().DetachFromDisposeScope(),
             activation.Routing.TopKIndices.clone().DetachFromDisposeScope(),
@@ -89,7 +89,7 @@ internal sealed class ExpertSensitivityObserver : ILayerObserver, IDisposable
                 using var widthScope = NewDisposeScope();
                 using var replacement = Quantized(expert, _candidates[b], h);
                 var delta = (replacement.Forward(x) - y) * g.unsqueeze(1);
-                errors[e, b] = delta.to(ScalarType.Float64).square().sum().item<double>() / denominator;
+                errors[e, b] = delta.to(ScalarType.Float64).Squared().sum().item<double>() / denominator;
             }
         }
     }

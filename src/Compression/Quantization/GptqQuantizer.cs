@@ -57,7 +57,11 @@ public static class GptqQuantizer
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
         var W = w.to(ScalarType.Float32).clone();
-        var H = hessianSum.to(ScalarType.Float32).Times((float)(2.0 / tokens));
+        // At most three n x n matrices beside the caller's Hessian at any time (H, a Cholesky factor and an inverse; the
+        // memory planner counts exactly that): H is scaled, dampened and permuted in place or with the old copy freed
+        // at once, and disposed as soon as U exists. A 14336-column down_proj matrix is 822 MB.
+        var H = hessianSum.dtype == ScalarType.Float32 ? hessianSum.clone() : hessianSum.to(ScalarType.Float32);
+        H.Times_((float)(2.0 / tokens));
         if (!H.isfinite().all().item<bool>())
             throw new MoeCompressException(ErrorKind.InvalidValues, "the calibration Hessian holds NaN or Inf values");
 
@@ -72,11 +76,13 @@ public static class GptqQuantizer
         if (options.ActOrder)
         {
             perm = H.diagonal().argsort(descending: true);
-            W = W.index_select(1, perm);
-            H = H.index_select(0, perm).index_select(1, perm);
+            W = Replace(W, W.index_select(1, perm));
+            H = Replace(H, H.index_select(0, perm));
+            H = Replace(H, H.index_select(1, perm));
         }
 
         var hinv = InverseCholeskyUpper(H, options);
+        H.Dispose();
         int g = scheme.EffectiveGroupSize(cols);
         int rowCount = checked((int)rows), colCount = checked((int)cols);
         var codes = new byte[(long)rowCount * colCount]; // [rows, cols] in processing order (codes ≤ 255)
@@ -199,6 +205,13 @@ public static class GptqQuantizer
         for (; k < target.Length; k++) target[k] -= factor * source[k];
     }
 
+    /// <summary>Disposes <paramref name="old"/> and returns <paramref name="replacement"/> (a new copy made from it).</summary>
+    private static Tensor Replace(Tensor old, Tensor replacement)
+    {
+        old.Dispose();
+        return replacement;
+    }
+
     /// <summary>
     /// Upper Cholesky factor U of (H + λI)⁻¹ (so (H + λI)⁻¹ = UᵀU), raising λ by the auto-increment until both
     /// factorizations succeed.
@@ -206,21 +219,24 @@ public static class GptqQuantizer
     private static Tensor InverseCholeskyUpper(Tensor H, GptqOptions options)
     {
         double meanDiag = H.diagonal().mean().item<float>();
-        var eye = torch.eye(H.shape[0], dtype: ScalarType.Float32);
+        using var diagonal = H.diagonal();
+        using var undamped = diagonal.clone();
         for (double damp = options.DampPercent; damp <= 1.0 + 1e-9; damp += options.DampAutoIncrement)
         {
             using var attempt = NewDisposeScope();
-            // Explicit scalars held through the native calls: `H + eye * x` creates implicit Scalar temporaries (the
-            // add's alpha among them) that the GC may finalize while libtorch reads them — seen in the test suite as
-            // "Expected false to be true" from c10::Scalar::toFloat inside add.
-            using var dampS = ((float)(damp * meanDiag)).ToScalar();
-            using var oneS = 1f.ToScalar();
-            var (l, info) = linalg.cholesky_ex(H.add(eye.mul(dampS), oneS));
-            if (info.item<int>() != 0) continue;
+            // H + λI with λ added to H's own diagonal (no identity matrix, no second n x n copy); each attempt starts
+            // from the undamped diagonal, so the values equal H + λI exactly.
+            using (var damped = undamped.Plus((float)(damp * meanDiag))) diagonal.copy_(damped);
+            var (l, info) = linalg.cholesky_ex(H);
+            if (info.item<int>() != 0) { l.Dispose(); continue; }
             var inverse = cholesky_inverse(l);
+            l.Dispose();
             var (l2, info2) = linalg.cholesky_ex(inverse);
-            if (info2.item<int>() != 0) continue;
-            return l2.t().contiguous().MoveToOuterDisposeScope();
+            inverse.Dispose();
+            if (info2.item<int>() != 0) { l2.Dispose(); continue; }
+            var upper = l2.t().contiguous();
+            l2.Dispose();
+            return upper.MoveToOuterDisposeScope();
         }
         throw new MoeCompressException(ErrorKind.InvalidValues,
             "the calibration Hessian has no Cholesky factor even with 100% dampening (degenerate calibration inputs)");

@@ -73,11 +73,14 @@ internal sealed class LayerQuantizationWriter
             var bits = _widths[layer][expert];
             foreach (var entry in _byExpert.GetValueOrDefault(expert) ?? [])
             {
-                using var scope = NewDisposeScope();
-                var w = src.ToTensor(entry.Name, ScalarType.Float32);
-                using var q = _recipe.Quantize(w, entry.Projection, bits, h);
-                QuantizedModuleWriter.Write(_writer, entry.Prefix, q, _options.Format, entry.Info.DType, _plan.ActOrderTensors);
-                if (_engineLayer is not null) Replace(expert, entry.Projection, q.Dequantize());
+                using (var scope = NewDisposeScope())
+                {
+                    var w = src.ToTensor(entry.Name, ScalarType.Float32);
+                    using var q = _recipe.Quantize(w, entry.Projection, bits, h);
+                    QuantizedModuleWriter.Write(_writer, entry.Prefix, q, _options.Format, entry.Info.DType, _plan.ActOrderTensors);
+                    if (_engineLayer is not null) Replace(expert, entry.Projection, q.Dequantize());
+                }
+                if (h is not null) NativeHeap.Trim(); // a GPTQ solve's n x n matrices, freed: give them back at once
             }
             foreach (var entry in _composites)
                 foreach (var (_, _, projection, r) in entry.Slices.Where(s => s.Expert == expert))

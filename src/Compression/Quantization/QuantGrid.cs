@@ -76,6 +76,6 @@ internal static class QuantGrid
         var z = x.dim() == 2 ? zero.unsqueeze(1) : zero;
         using var zeroS = 0f.ToScalar();
         using var maxS = ((float)s.MaxCode).ToScalar();
-        return ((x / sc).round() + z).clamp(zeroS, maxS).MoveToOuterDisposeScope();
+        return (x / sc).round().Plus(z).clamp(zeroS, maxS).MoveToOuterDisposeScope();
     }
 }

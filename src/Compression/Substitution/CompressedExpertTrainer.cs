@@ -91,7 +91,7 @@ public static class CompressedExpertTrainer
                     yb = y.index_select(0, rows);
                 }
                 var prediction = CompressedMoEForward.Routed(xb, experts, part, c1, c2, c3);
-                var loss = (prediction - yb).square().sum() / yb.square().sum().AtLeast(1e-30);
+                var loss = (prediction - yb).Squared().sum() / yb.Squared().sum().AtLeast(1e-30);
                 optimizer.zero_grad();
                 loss.backward();
                 optimizer.step();
@@ -125,8 +125,8 @@ public static class CompressedExpertTrainer
             using var part = routing.Rows(rows);
             var prediction = CompressedMoEForward.Routed(x.narrow(0, start, count), experts, part, c1, c2, c3);
             var target = y.narrow(0, start, count);
-            diff += (prediction - target).square().sum().to(ScalarType.Float64).item<double>();
-            total += target.square().sum().to(ScalarType.Float64).item<double>();
+            diff += (prediction - target).Squared().sum().to(ScalarType.Float64).item<double>();
+            total += target.Squared().sum().to(ScalarType.Float64).item<double>();
         }
         return total > 0 ? diff / total : 0;
     }

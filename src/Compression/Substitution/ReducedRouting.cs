@@ -67,7 +67,7 @@ public sealed class ReducedRouting : IDisposable
         if (skip is not null && m >= 2)
         {
             var ratio = mainWeights.select(1, 1) / mainWeights.select(1, 0).AtLeast(float.Epsilon);
-            var norms = x.to(ScalarType.Float32).square().sum(1).sqrt();
+            var norms = x.to(ScalarType.Float32).Squared().sum(1).sqrt();
             var isProtected = norms.GreaterOrEqual(skip.NormThreshold);
             var drop = ratio.LessThan(skip.Mu).logical_and(isProtected.logical_not());
             protectedTokens = isProtected.sum().item<long>();

@@ -87,7 +87,7 @@ public static class SkipPlanner
             using var scope = NewDisposeScope();
             var (w, _) = activation.Routing.TopKWeights.sort(1, descending: true);
             var ratio = (w.select(1, 1) / w.select(1, 0).AtLeast(float.Epsilon)).cpu().data<float>().ToArray();
-            var norms = activation.Input.to(ScalarType.Float32).square().sum(1).sqrt().cpu().data<float>().ToArray();
+            var norms = activation.Input.to(ScalarType.Float32).Squared().sum(1).sqrt().cpu().data<float>().ToArray();
             if (!Layers.TryGetValue(activation.Layer, out var lists)) Layers[activation.Layer] = lists = (new List<float>(), new List<float>());
             lists.Ratios.AddRange(ratio);
             lists.Norms.AddRange(norms);

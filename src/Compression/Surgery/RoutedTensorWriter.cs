@@ -166,7 +166,7 @@ internal sealed class RoutedTensorWriter(RoutedTensorLayout layout, ExpertSurger
             var b = ExpertWeights.LoadBias(Source, Family, Config, layer, o.Members[i], q)
                     ?? throw new MoeCompressException(ErrorKind.Internal, $"layer {layer}: the {Family.Name} adapter names no {q} bias for expert {o.Members[i]}");
             var term = b.to(ScalarType.Float64).Times(weights[i]);
-            sum = sum is null ? term : sum + term;
+            sum = sum is null ? term : sum.Plus(term);
         }
         return sum!.to(ScalarType.Float32).MoveToOuterDisposeScope();
     }

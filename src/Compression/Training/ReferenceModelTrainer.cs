@@ -211,8 +211,8 @@ public static class ReferenceModelTrainer
                 var ce = nn.functional.cross_entropy(forward.Logits.view(-1, forward.Logits.shape[^1]), target);
                 var aux = model.BalanceLoss(forward);
                 var z = torch.stack(forward.Routers.Select(r => LoadBalancingLoss.RouterZLoss(r.RouterLogits)).ToArray()).mean();
-                var loss = ce + aux.Times(model.BalanceLossCoefficient);
-                if (options.RouterZLossCoefficient > 0) loss = loss + z.Times(options.RouterZLossCoefficient);
+                var loss = ce.Plus(aux.Times(model.BalanceLossCoefficient));
+                if (options.RouterZLossCoefficient > 0) loss = loss.Plus(z.Times(options.RouterZLossCoefficient));
 
                 optimizer.zero_grad();
                 loss.backward();

@@ -62,8 +62,8 @@ public sealed class TrainingAttention : nn.Module<Tensor, Tensor>
         var v = TrainingLinear.Apply(x, v_proj, bf16).view(b, t, kvHeads, headDim).transpose(1, 2);
 
         var (cos, sin) = RotaryTables(t, headDim, ropeTheta);
-        q = q * cos + RotateHalf(q) * sin;
-        k = k * cos + RotateHalf(k) * sin;
+        q = (q * cos).Plus(RotateHalf(q) * sin);
+        k = (k * cos).Plus(RotateHalf(k) * sin);
 
         if (kvHeads != heads)
         {

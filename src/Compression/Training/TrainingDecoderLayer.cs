@@ -24,9 +24,9 @@ public sealed class TrainingDecoderLayer : nn.Module
     public SparseMoeBlockOutput Forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var h = x + self_attn.forward(input_layernorm.forward(x));
+        var h = x.Plus(self_attn.forward(input_layernorm.forward(x)));
         var moe = block_sparse_moe.Forward(post_attention_layernorm.forward(h));
-        var output = h + moe.Output;
+        var output = h.Plus(moe.Output);
         return new SparseMoeBlockOutput(output.MoveToOuterDisposeScope(), moe.RouterLogits.MoveToOuterDisposeScope(),
             moe.RouterProbabilities.MoveToOuterDisposeScope(), moe.SelectedExperts.MoveToOuterDisposeScope());
     }

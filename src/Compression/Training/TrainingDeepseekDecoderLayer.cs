@@ -32,12 +32,12 @@ public sealed class TrainingDeepseekDecoderLayer : nn.Module
     public (Tensor Output, SparseMoeBlockOutput? Router) Forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var h = x + self_attn.forward(input_layernorm.forward(x));
+        var h = x.Plus(self_attn.forward(input_layernorm.forward(x)));
         var normed = post_attention_layernorm.forward(h);
         if (moe is null)
-            return ((h + dense_mlp!.forward(normed)).MoveToOuterDisposeScope(), null);
+            return (h.Plus(dense_mlp!.forward(normed)).MoveToOuterDisposeScope(), null);
         var r = moe.Forward(normed);
-        var output = (h + r.Output).MoveToOuterDisposeScope();
+        var output = h.Plus(r.Output).MoveToOuterDisposeScope();
         return (output, new SparseMoeBlockOutput(output, r.RouterLogits.MoveToOuterDisposeScope(),
             r.RouterProbabilities.MoveToOuterDisposeScope(), r.SelectedExperts.MoveToOuterDisposeScope()));
     }

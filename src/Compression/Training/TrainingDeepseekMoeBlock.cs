@@ -51,7 +51,7 @@ public sealed class TrainingDeepseekMoeBlock : nn.Module
         var scores = logits.sigmoid();
         Tensor selected;
         using (no_grad())
-            selected = (scores.detach() + e_score_correction_bias.unsqueeze(0)).topk(topK, dim: -1).indexes;
+            selected = scores.detach().Plus(e_score_correction_bias.unsqueeze(0)).topk(topK, dim: -1).indexes;
         var weights = scores.gather(1, selected);
         weights = weights / weights.sum(-1, keepdim: true).Plus(1e-20);
         weights = weights.Times(routedScaling);
@@ -66,7 +66,7 @@ public sealed class TrainingDeepseekMoeBlock : nn.Module
         var tokens = x.reshape(b * t, h);
         var (logits, scores, selected, weights) = Route(tokens);
         var output = TrainingSparseMoeBlock.RoutedExperts(tokens, selected, weights.to(tokens.dtype), gate_proj, up_proj, down_proj, bf16);
-        if (shared_experts is not null) output = output + shared_experts.forward(tokens);
+        if (shared_experts is not null) output = output.Plus(shared_experts.forward(tokens));
         return new SparseMoeBlockOutput(output.view(b, t, h).MoveToOuterDisposeScope(), logits.MoveToOuterDisposeScope(),
             scores.MoveToOuterDisposeScope(), selected.MoveToOuterDisposeScope());
     }
@@ -83,7 +83,7 @@ public sealed class TrainingDeepseekMoeBlock : nn.Module
         var load = torch.bincount(selected.flatten(), minlength: experts).to(ScalarType.Float64);
         var meanLoad = (double)selected.numel() / experts;
         var step = (load.neg().Plus(meanLoad)).sign().to(ScalarType.Float32).Times(rate);
-        e_score_correction_bias.add_(step);
+        e_score_correction_bias.Plus_(step);
     }
 
     /// <summary>The block's tensors under their Hugging Face names below <paramref name="prefix"/> ("model.layers.N.mlp.").</summary>

@@ -51,7 +51,7 @@ public sealed class TrainingLatentAttention : nn.Module<Tensor, Tensor>
         long d = shape[^1];
         var pairs = shape[..^1].Concat([d / 2, 2L]).ToArray();
         var deinterleaved = x.reshape(pairs).transpose(-1, -2).reshape(shape);
-        return (deinterleaved * cos + TrainingAttention.RotateHalf(deinterleaved) * sin).MoveToOuterDisposeScope();
+        return (deinterleaved * cos).Plus(TrainingAttention.RotateHalf(deinterleaved) * sin).MoveToOuterDisposeScope();
     }
 
     public override Tensor forward(Tensor x)

@@ -11,7 +11,9 @@ namespace MoECompress.Tests.Reliability;
 /// the native call runs can finalize it — free the native Scalar — before libtorch reads it. That race crashed long
 /// runs ("Unknown scalar type", "Scalar::toFloat ... Expected false to be true") at real model widths, after thousands
 /// of calls. Scalars must be created explicitly (<c>using var s = x.ToScalar();</c>) so they live until the call is
-/// done. The test walks the IL of every method of the shipped assemblies and names each offending method.
+/// done. The same holds for TorchSharp methods that make such a temporary themselves (<c>a + b</c> and <c>a.add(b)</c>
+/// pass an implicit alpha, <c>square()</c> an implicit exponent). The test walks the IL of every method of the shipped
+/// assemblies and names each offending method.
 /// </summary>
 public sealed class ImplicitScalarTests
 {
@@ -23,6 +25,7 @@ public sealed class ImplicitScalarTests
     [Theory]
     [InlineData("MoECompress.Compression.dll")]
     [InlineData("moe-compress.dll")]
+    [InlineData("MoECompress.Formats.dll")]
     public void No_method_converts_a_number_to_a_scalar_implicitly(string assembly)
     {
         var path = Path.Combine(AppContext.BaseDirectory, assembly);
@@ -40,7 +43,17 @@ public sealed class ImplicitScalarTests
         Assert.Contains(offenders, o => o.Contains(nameof(ImplicitOnPurpose)));
     }
 
+    [Fact]
+    public void The_scanner_finds_an_implicit_alpha_inside_torchsharp()
+    {
+        // `a + b` of two tensors passes TorchSharp's own implicit alpha = 1 Scalar to libtorch.
+        var offenders = FindImplicitConversions(typeof(ImplicitScalarTests).Assembly.Location);
+        Assert.Contains(offenders, o => o.Contains(nameof(ImplicitAlphaOnPurpose)));
+    }
+
     private static TorchSharp.Scalar ImplicitOnPurpose() => 2.5f;
+
+    private static TorchSharp.torch.Tensor ImplicitAlphaOnPurpose(TorchSharp.torch.Tensor a, TorchSharp.torch.Tensor b) => a + b;
 
     private static List<string> FindImplicitConversions(string path)
     {
@@ -108,12 +121,53 @@ public sealed class ImplicitScalarTests
         MethodBase? method;
         try { method = module.ResolveMethod(token); }
         catch (ArgumentException) { return false; } // a member of a generic type: not TorchSharp's
-        if (method?.DeclaringType?.Assembly.GetName().Name != "TorchSharp" || !method.Name.StartsWith("op_", StringComparison.Ordinal))
-            return false;
-        var parameters = method.GetParameters();
-        if (method.Name == "op_Implicit")
-            return method is MethodInfo m && m.ReturnType.Name is "Scalar" or "Tensor" && parameters[0].ParameterType.IsPrimitive;
-        return parameters.Any(p => p.ParameterType.IsPrimitive);
+        if (method?.DeclaringType?.Assembly.GetName().Name != "TorchSharp") return false;
+        return IsImplicitConversion(method) || method.Name.StartsWith("op_", StringComparison.Ordinal) && method.GetParameters().Any(p => p.ParameterType.IsPrimitive)
+            || ConvertsInside(method, depth: 0);
+    }
+
+    private static bool IsImplicitConversion(MethodBase method) =>
+        method.Name == "op_Implicit" && method is MethodInfo m && m.ReturnType.Name is "Scalar" or "Tensor" && m.GetParameters()[0].ParameterType.IsPrimitive;
+
+    // Inside TorchSharp only number → Scalar conversions count: its comparisons convert a bool to a Tensor on a path that
+    // never reaches libtorch.
+    private static bool IsImplicitScalar(MethodBase method) =>
+        method.Name == "op_Implicit" && method is MethodInfo m && m.ReturnType.Name == "Scalar" && m.GetParameters()[0].ParameterType.IsPrimitive;
+
+    private static readonly Dictionary<MethodBase, bool> Inside = [];
+
+    /// <summary>
+    /// A TorchSharp method that makes such a temporary itself, or through the TorchSharp methods it calls (a few levels
+    /// deep): <c>a.add(b)</c> and <c>a + b</c> pass an implicit alpha of 1, <c>square()</c> an exponent of 2.
+    /// </summary>
+    private static bool ConvertsInside(MethodBase method, int depth)
+    {
+        lock (Inside)
+        {
+            if (Inside.TryGetValue(method, out var known)) return known;
+            Inside[method] = false; // recursion guard
+        }
+        bool found = false;
+        byte[]? il = null;
+        try { il = method.GetMethodBody()?.GetILAsByteArray(); }
+        catch (Exception e) when (e is InvalidOperationException or NotSupportedException) { }
+        for (int i = 0; il is not null && i < il.Length && !found;)
+        {
+            short value = il[i] == 0xFE ? (short)(0xFE00 | il[i + 1]) : il[i];
+            i += il[i] == 0xFE ? 2 : 1;
+            var op = OpCodesByValue[value];
+            if (op.OperandType == OperandType.InlineMethod)
+            {
+                MethodBase? callee = null;
+                try { callee = method.Module.ResolveMethod(BitConverter.ToInt32(il, i), method.DeclaringType?.GetGenericArguments(), null); }
+                catch (ArgumentException) { }
+                if (callee?.DeclaringType?.Assembly == method.DeclaringType?.Assembly && callee is not null)
+                    found = IsImplicitScalar(callee) || depth < 3 && ConvertsInside(callee, depth + 1);
+            }
+            i += OperandSize(op, il, i);
+        }
+        lock (Inside) Inside[method] = found;
+        return found;
     }
 
     private static int OperandSize(OpCode op, byte[] il, int at) => op.OperandType switch
