@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using MoECompress.Compression.Pipeline;
 using MoECompress.Compression.Quantization;
+using MoECompress.Formats.Quantized;
+using MoECompress.Formats.Safetensors;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -99,7 +101,7 @@ internal static class QuantizationBenchmark
     }
 
     /// <summary>
-    /// Peak memory of one GPTQ solve of a down_proj ([hidden, intermediate], an intermediate × intermediate Hessian) beside
+    /// Peak memory of quantizing (GPTQ), packing and dequantizing one down_proj ([hidden, intermediate], an intermediate × intermediate Hessian) beside
     /// its inputs, against <see cref="MemoryPlan.GptqWorkingSetBytes"/>, the figure the memory planner budgets for it.
     /// </summary>
     private static int GptqWorkingSet(int hidden, int inter, QuantizationScheme scheme)
@@ -122,11 +124,18 @@ internal static class QuantizationBenchmark
             return 1;
         }
         var sw = Stopwatch.StartNew();
-        using (var q = GptqQuantizer.Quantize(w, hessian, tokens, scheme)) { }
+        // As the pipeline does with each projection: quantize, encode the packed GPTQ module, dequantize (the weights that
+        // feed the next layer under compressed propagation).
+        using (var q = GptqQuantizer.Quantize(w, hessian, tokens, scheme))
+        {
+            var encoded = QuantizedModuleWriter.Encode("model.layers.0.mlp.experts.0.down_proj", q, QuantizedFormat.Gptq, SafetensorsDType.BF16);
+            using var dequantized = q.Dequantize();
+            GC.KeepAlive(encoded);
+        }
         var seconds = sw.Elapsed.TotalSeconds;
         var measured = ProcessStats.PeakRssBytes() - inputs;
         var predicted = MemoryPlan.GptqWorkingSetBytes(hidden, inter);
-        Console.WriteLine($"GPTQ {scheme} of one down_proj {hidden}x{inter} (Hessian {inter}x{inter}, {MemoryPlan.Format((long)inter * inter * 4)}): " +
+        Console.WriteLine($"GPTQ {scheme}, packed and dequantized, of one down_proj {hidden}x{inter} (Hessian {inter}x{inter}, {MemoryPlan.Format((long)inter * inter * 4)}): " +
                           $"{seconds:0.0} s; peak RSS above its inputs {MemoryPlan.Format(measured)}, planner's working set " +
                           $"{MemoryPlan.Format(predicted)} (measured / predicted {(double)measured / predicted:0.00}x); " +
                           $"threads {torch.get_num_threads()}");

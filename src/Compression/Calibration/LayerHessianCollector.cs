@@ -54,7 +54,7 @@ public sealed class LayerHessianCollector : ILayerObserver, IDisposable
             var weighted = kind is HessianKind.InputWeighted or HessianKind.DownWeighted ? v * g : v;
             var product = weighted.t().mm(v);
             if (sums.TryGetValue(kind, out var sum)) sum.Plus_(product);
-            else sums[kind] = product.clone().DetachFromDisposeScope();
+            else sums[kind] = product.DetachFromDisposeScope();
         }
         _tokens[a.Expert] = _tokens.GetValueOrDefault(a.Expert) + a.TokenCount;
         _gates[a.Expert] = _gates.GetValueOrDefault(a.Expert) + a.Gates.to(ScalarType.Float64).sum().item<double>();

@@ -24,9 +24,26 @@ internal static class NativeHeap
     [DllImport("libtcmalloc_minimal.so.4", EntryPoint = "MallocExtension_ReleaseFreeMemory")]
     private static extern void TcmallocReleaseFreeMemory();
 
-    /// <summary>Returns free heap pages to the OS; call after a big group of tensors (a decoder layer, a GPTQ solve) was freed.</summary>
+    private static long _allocatedAtLastCollection;
+
+    /// <summary>Managed allocations after which <see cref="Trim"/> also collects the managed heap.</summary>
+    public const long ManagedCollectionBytes = 512L << 20;
+
+    /// <summary>
+    /// Returns free heap pages to the OS; call after a big group of tensors (a decoder layer, a GPTQ solve) was freed.
+    /// When more than <see cref="ManagedCollectionBytes"/> were allocated on the managed heap since the last such
+    /// collection it is also collected and decommitted (<see cref="GCCollectionMode.Aggressive"/>): GPTQ and the packed
+    /// writers make hundreds of MB of short-lived large arrays per Mixtral projection, which the GC would otherwise
+    /// keep committed until its own large-object budget runs out — gigabytes of resident memory the budget does not see.
+    /// </summary>
     public static void Trim()
     {
+        var allocated = GC.GetTotalAllocatedBytes();
+        if (allocated - Interlocked.Read(ref _allocatedAtLastCollection) > ManagedCollectionBytes)
+        {
+            GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+            Interlocked.Exchange(ref _allocatedAtLastCollection, GC.GetTotalAllocatedBytes());
+        }
         if (_tcmallocWorks)
         {
             try

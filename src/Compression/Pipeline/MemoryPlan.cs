@@ -190,15 +190,16 @@ public sealed class MemoryPlan
     }
 
     /// <summary>
-    /// What one GPTQ solve of the widest projection of an expert (hidden × intermediate) holds beside its Hessian: the
+    /// What quantizing the widest projection of an expert (hidden × intermediate) with GPTQ holds beside its Hessian: the
     /// scaled and dampened Hessian, a Cholesky factor and an inverse (n × n each, n the wider side; never more than three
-    /// at once), plus the float32 weight, the codes and the pending error update (hidden × intermediate each).
-    /// <c>moe-compress-bench quantize --gptq-memory</c> measures it.
+    /// at once), plus hidden × intermediate matrices: the float32 weight and its work copy, the pending error update, the
+    /// codes (bytes, then int32, then the packed layout's managed array) and the dequantized weight that feeds the
+    /// next layer — five float32-sized copies. <c>moe-compress-bench quantize --gptq-memory</c> measures it.
     /// </summary>
     public static long GptqWorkingSetBytes(long hidden, long intermediate)
     {
         var n = Math.Max(hidden, intermediate);
-        return (3 * n * n + 3 * hidden * intermediate) * sizeof(float);
+        return (3 * n * n + 5 * hidden * intermediate) * sizeof(float);
     }
 
     /// <summary>"1.23 GB" (decimal units).</summary>

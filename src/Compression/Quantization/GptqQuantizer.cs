@@ -1,5 +1,6 @@
 using System.Numerics;
 using System.Runtime.InteropServices;
+using MoECompress.Compression.Model;
 using MoECompress.Formats.Errors;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -83,6 +84,7 @@ public static class GptqQuantizer
 
         var hinv = InverseCholeskyUpper(H, options);
         H.Dispose();
+        NativeHeap.Trim(); // H, its factor and its inverse are freed: an allocator that caches them (tcmalloc) hands them back now
         int g = scheme.EffectiveGroupSize(cols);
         int rowCount = checked((int)rows), colCount = checked((int)cols);
         var codes = new byte[(long)rowCount * colCount]; // [rows, cols] in processing order (codes ≤ 255)
@@ -90,16 +92,25 @@ public static class GptqQuantizer
         var zeroPoints = new List<Tensor>();
         float[] scale = [], zero = [];
         int block = options.BlockSize;
+        // The block's columns, its errors and its part of U as row-major arrays: the column loop runs in managed code (a
+        // handful of native calls per column would cost more than the arithmetic). One set of arrays serves every full
+        // block (a new set per block was 450 MB of short-lived large arrays per Mixtral down_proj); the last, narrower
+        // block gets its own.
+        float[] w1 = [], u1 = [], err1 = [];
 
         for (int i1 = 0; i1 < colCount; i1 += block)
         {
             using var blockScope = NewDisposeScope();
             int i2 = Math.Min(i1 + block, colCount), count = i2 - i1;
-            // The block's columns, its errors and its part of U as row-major arrays: the column loop runs in managed
-            // code (a handful of native calls per column would cost more than the arithmetic).
-            var w1 = W.narrow(1, i1, count).contiguous().data<float>().ToArray();     // [rows, count]
-            var u1 = hinv.narrow(0, i1, count).narrow(1, i1, count).contiguous().data<float>().ToArray(); // [count, count]
-            var err1 = new float[(long)rowCount * count];                            // [rows, count]
+            if (w1.Length != (long)rowCount * count)
+            {
+                w1 = new float[(long)rowCount * count];  // [rows, count]
+                u1 = new float[(long)count * count];     // [count, count]
+                err1 = new float[(long)rowCount * count]; // [rows, count]
+            }
+            CopyTo(W.narrow(1, i1, count), w1);
+            CopyTo(hinv.narrow(0, i1, count).narrow(1, i1, count), u1);
+            Array.Clear(err1);
 
             for (int i = 0; i < count; i++)
             {
@@ -203,6 +214,13 @@ public static class GptqQuantizer
             k = tv.Length * Vector<float>.Count;
         }
         for (; k < target.Length; k++) target[k] -= factor * source[k];
+    }
+
+    /// <summary>Copies a (possibly strided) float32 tensor's values, row-major, into <paramref name="destination"/>.</summary>
+    private static void CopyTo(Tensor source, float[] destination)
+    {
+        using var dense = source.contiguous();
+        MemoryMarshal.Cast<byte, float>(dense.bytes).CopyTo(destination);
     }
 
     /// <summary>Disposes <paramref name="old"/> and returns <paramref name="replacement"/> (a new copy made from it).</summary>

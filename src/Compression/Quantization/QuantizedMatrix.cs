@@ -42,10 +42,22 @@ public sealed class QuantizedMatrix : IDisposable
     {
         using var scope = NewDisposeScope();
         var idx = GroupIndex.to(ScalarType.Int64);
-        var s = Scales.index_select(1, idx);
-        var z = Zeros.index_select(1, idx);
-        return (s * (Codes.to(ScalarType.Float32) - z)).MoveToOuterDisposeScope();
+        var result = empty(OutFeatures, InFeatures, ScalarType.Float32);
+        // A block of columns at a time: the expanded scales, zero points and codes of a whole Mixtral down_proj would be
+        // four more float32 copies of it (235 MB each) beside the result; element by element the values are the same.
+        for (long c0 = 0; c0 < InFeatures; c0 += DequantizeColumns)
+        {
+            using var block = NewDisposeScope();
+            long n = Math.Min(DequantizeColumns, InFeatures - c0);
+            var columns = idx.narrow(0, c0, n);
+            var s = Scales.index_select(1, columns);
+            var z = Zeros.index_select(1, columns);
+            result.narrow(1, c0, n).copy_(s * (Codes.narrow(1, c0, n).to(ScalarType.Float32) - z));
+        }
+        return result.MoveToOuterDisposeScope();
     }
+
+    private const long DequantizeColumns = 1024;
 
     /// <summary>The same matrix as plain arrays (codes, scales, zero points, groups) for the packed layouts.</summary>
     public UnpackedMatrix ToUnpacked()

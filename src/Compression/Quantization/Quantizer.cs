@@ -313,12 +313,15 @@ public static class Quantizer
                     foreach (var h in hessians.Values) h.Dispose();
                     NativeHeap.Trim();
                 }
+                if (chunks.Count > 1)
+                    progress?.Report(string.Create(CultureInfo.InvariantCulture,
+                        $"{pass}layer {l}: chunk {c + 1} of {chunks.Count} ({chunks[c].Length} experts) quantized; {ResidentMemory.Describe()}"));
             }
             layerWriter.Finish();
             if (compressed) session.Advance(layer, null, ct);
             journal.Save(session);
             progress?.Report(string.Create(CultureInfo.InvariantCulture,
-                $"{pass}layer {l}: {plan.NumExperts} experts quantized in {chunks.Count} chunk(s), {clock.Elapsed.TotalSeconds:0.0} s"));
+                $"{pass}layer {l}: {plan.NumExperts} experts quantized in {chunks.Count} chunk(s), {clock.Elapsed.TotalSeconds:0.0} s; {ResidentMemory.Describe()}"));
         }
     }
 
