@@ -12,7 +12,9 @@ namespace MoECompress.Compression.Pipeline;
 /// <param name="Name">What it is, e.g. "down_proj Hessian of one expert".</param>
 /// <param name="Bytes">Its size.</param>
 /// <param name="Count">How many of it are held together.</param>
-public sealed record MemoryItem(string Name, long Bytes, int Count = 1)
+/// <param name="Phase">Null: held throughout the stage. Otherwise the part of the stage that holds it (e.g. "forward
+/// pass", "GPTQ solves"): items of different phases are never held at the same time.</param>
+public sealed record MemoryItem(string Name, long Bytes, int Count = 1, string? Phase = null)
 {
     /// <summary>Bytes × count.</summary>
     public long Total => Bytes * Count;
@@ -21,8 +23,9 @@ public sealed record MemoryItem(string Name, long Bytes, int Count = 1)
 /// <summary>The predicted peak of one stage of the pipeline: the items it holds at once.</summary>
 public sealed record MemoryStage(string Name, IReadOnlyList<MemoryItem> Items)
 {
-    /// <summary>Sum of the items.</summary>
-    public long Peak => Items.Sum(i => i.Total);
+    /// <summary>The items held throughout plus those of its largest phase.</summary>
+    public long Peak => Items.Where(i => i.Phase is null).Sum(i => i.Total)
+                        + Items.Where(i => i.Phase is not null).GroupBy(i => i.Phase).Select(g => g.Sum(i => i.Total)).DefaultIfEmpty(0).Max();
 }
 
 /// <summary>
@@ -41,6 +44,11 @@ public sealed record MemoryStage(string Name, IReadOnlyList<MemoryItem> Items)
 /// </remarks>
 public sealed class MemoryPlan
 {
+    /// <summary>Phase of the items held only while a layer runs forward.</summary>
+    public const string ForwardPhase = "forward pass";
+    /// <summary>Phase of the items held only while GPTQ solves a chunk's projections.</summary>
+    public const string SolvePhase = "GPTQ solves";
+
     /// <summary>Resident size of the process before any model data (runtime, native libraries, solver).</summary>
     public const long ProcessBaselineBytes = 1L << 30;
 
@@ -172,7 +180,9 @@ public sealed class MemoryPlan
         long mb = s.MicroBatchTokens;
         var activations = mb * (10 * h + 3 * k * inter + 2 * e + 3 * Math.Max(moe.DenseIntermediateSize, moe.SharedExpertIntermediateSize * Math.Max(1, moe.NumSharedExperts)))
                           * sizeof(float);
-        items.Add(new MemoryItem("one micro-batch's activations", activations));
+        // GPTQ solves a chunk's projections after the forward pass that collected their Hessians, never during it.
+        var solves = s.HessianKinds.Count > 0;
+        items.Add(new MemoryItem("one micro-batch's activations", activations, Phase: solves ? ForwardPhase : null));
         if (s.KeepsBlockInputs)
             items.Add(new MemoryItem("the layer's MoE block inputs and routing (sensitivity)", s.Tokens * (h + 2 * k) * sizeof(float)));
         if (s.CompositeBytes > 0) items.Add(new MemoryItem("a fused expert tensor rewritten whole (float32)", s.CompositeBytes));
@@ -184,7 +194,8 @@ public sealed class MemoryPlan
         }
         if (s.HessianKinds.Count > 0)
         {
-            items.Add(new MemoryItem($"GPTQ working set of one projection ({Math.Max(h, inter)} columns)", GptqWorkingSetBytes(h, inter)));
+            items.Add(new MemoryItem($"GPTQ working set of one projection ({Math.Max(h, inter)} columns)", GptqWorkingSetBytes(h, inter),
+                Phase: SolvePhase));
         }
         return new MemoryStage(name, items);
     }
@@ -222,7 +233,7 @@ public sealed class MemoryPlan
         sb.AppendLine("|---|---:|---|");
         foreach (var s in Stages)
             sb.AppendLine(CultureInfo.InvariantCulture,
-                $"| {s.Name} | {Format(s.Peak)} | {string.Join("; ", s.Items.OrderByDescending(i => i.Total).Select(i => $"{i.Name}{(i.Count > 1 ? $" x {i.Count}" : "")}: {Format(i.Total)}"))} |");
+                $"| {s.Name} | {Format(s.Peak)} | {string.Join("; ", s.Items.OrderByDescending(i => i.Total).Select(i => $"{i.Name}{(i.Count > 1 ? $" x {i.Count}" : "")}{(i.Phase is null ? "" : $" ({i.Phase} only)")}: {Format(i.Total)}"))} |");
         return sb.ToString();
     }
 
@@ -239,7 +250,7 @@ public sealed class MemoryPlan
         {
             ["stage"] = s.Name,
             ["peak_bytes"] = s.Peak,
-            ["items"] = new JsonArray(s.Items.Select(i => (JsonNode?)new JsonObject { ["name"] = i.Name, ["bytes"] = i.Bytes, ["count"] = i.Count }).ToArray()),
+            ["items"] = new JsonArray(s.Items.Select(i => (JsonNode?)new JsonObject { ["name"] = i.Name, ["bytes"] = i.Bytes, ["count"] = i.Count, ["phase"] = i.Phase }).ToArray()),
         }).ToArray()),
     };
 

@@ -90,6 +90,30 @@ public sealed class SequentialQuantizationTests
     }
 
     [Fact]
+    public void The_planner_never_adds_the_forward_activations_to_the_GPTQ_working_set()
+    {
+        // Mixtral widths, as `benchmark scale --fixture mixtral` measured them: GPTQ solves a chunk after the forward pass.
+        var config = ReferenceConfigs.Load(ReferenceConfigs.Names.Single(n => n.StartsWith("Mixtral", StringComparison.Ordinal)));
+        var (_, moe) = FamilyRegistry.Read(config, "config.json");
+        var shape = new MemoryPlan.Shape
+        {
+            MoE = moe, LayerWeightBytes = 8L * 3 * 4096 * 14336 * 4, Tokens = 8 * 128, MicroBatchTokens = 2048,
+            HessianKinds = [Compression.Calibration.HessianKind.Input, Compression.Calibration.HessianKind.Down],
+        };
+        var stage = MemoryPlan.Create([("gptq", shape)], 64L << 30).Stages[0];
+        var always = stage.Items.Where(i => i.Phase is null).Sum(i => i.Total);
+        var forward = Assert.Single(stage.Items, i => i.Phase == MemoryPlan.ForwardPhase);
+        var solves = Assert.Single(stage.Items, i => i.Phase == MemoryPlan.SolvePhase);
+        Assert.StartsWith("one micro-batch's activations", forward.Name, StringComparison.Ordinal);
+        Assert.Equal(MemoryPlan.GptqWorkingSetBytes(4096, 14336), solves.Total);
+        Assert.Equal(always + Math.Max(forward.Total, solves.Total), stage.Peak);
+        // Without Hessians (RTN, pruning) the activations are held throughout.
+        var rtn = MemoryPlan.Create([("rtn", shape with { HessianKinds = [] })], 64L << 30).Stages[0];
+        Assert.All(rtn.Items, i => Assert.Null(i.Phase));
+        Assert.Equal(rtn.Items.Sum(i => i.Total), rtn.Peak);
+    }
+
+    [Fact]
     public void The_planner_holds_experts_at_16_bits_only_when_that_fits_more_of_them_per_chunk()
     {
         // Qwen3-30B-A3B widths: one layer's 128 experts are 2.4 GB in float32, 1.2 GB in bf16.
