@@ -115,6 +115,9 @@ public sealed class GatedMlp : IDisposable
         _ => throw new ArgumentException($"activation '{activation}' is not supported", nameof(activation)),
     };
 
+    /// <summary>A copy with its own weights (same types).</summary>
+    public GatedMlp Clone() => new(Gate.clone(), Up.clone(), Down.clone(), Activation, GateBias?.clone(), UpBias?.clone(), DownBias?.clone());
+
     public void Dispose()
     {
         Gate.Dispose();

@@ -52,9 +52,10 @@ public sealed class MemoryPlan
     /// <summary>Resident size of the process before any model data (runtime, native libraries, solver).</summary>
     public const long ProcessBaselineBytes = 1L << 30;
 
-    private MemoryPlan(long budget, int expertsPerChunk, bool spillHiddenStates, bool holdExpertsAt16Bit, long hiddenStateBytes,
-        IReadOnlyList<MemoryStage> stages)
+    private MemoryPlan(long budget, int expertsPerChunk, bool spillHiddenStates, bool holdExpertsAt16Bit, bool releasesLayer,
+        long hiddenStateBytes, IReadOnlyList<MemoryStage> stages)
     {
+        ReleasesLayerForSolves = releasesLayer;
         BudgetBytes = budget;
         ExpertsPerChunk = expertsPerChunk;
         SpillHiddenStates = spillHiddenStates;
@@ -71,6 +72,13 @@ public sealed class MemoryPlan
     public bool SpillHiddenStates { get; }
     /// <summary>True when the layer's routed experts are held in their stored 16-bit type (<see cref="Model.ModelEngine.HoldExpertsAt16Bit"/>).</summary>
     public bool HoldExpertsAt16Bit { get; }
+    /// <summary>
+    /// True when the layer's weights are not held while GPTQ solves: the layer is loaded again for each chunk's forward
+    /// pass and released before the chunk's solves, and the quantized experts' weights wait in a temporary file until
+    /// the layer is loaded once more to feed the next one. The output is the same; each chunk costs one more load of the
+    /// layer. Chosen only when holding the layer leaves room for fewer experts per chunk (or none).
+    /// </summary>
+    public bool ReleasesLayerForSolves { get; }
     /// <summary>Bytes of the calibration hidden states (float32).</summary>
     public long HiddenStateBytes { get; }
     /// <summary>Predicted peak per stage.</summary>
@@ -106,6 +114,11 @@ public sealed class MemoryPlan
         public bool KeepsBlockInputs { get; init; }
         /// <summary>Bytes of a fused expert tensor rewritten whole (float32), or 0.</summary>
         public long CompositeBytes { get; init; }
+        /// <summary>The stage can release the layer's weights during its solves (<see cref="ReleasesLayerForSolves"/>).</summary>
+        public bool CanReleaseLayer { get; init; }
+        /// <summary>With the layer released, the solves still need the chunk's experts' weights (MC-MoE sensitivity runs
+        /// the original and the quantized expert on its tokens).</summary>
+        public bool SolvesNeedChunkExperts { get; init; }
     }
 
     /// <summary>
@@ -119,8 +132,10 @@ public sealed class MemoryPlan
     /// <param name="maxExpertsPerChunk">Never put more experts in one chunk than this (null = as many as fit).</param>
     /// <param name="option">Named in the error.</param>
     /// <param name="hold16Bit">Hold the routed experts at 16 bits (true), in float32 (false), or choose (null).</param>
+    /// <param name="releaseLayer">Release the layer during the solves (true), never (false), or choose (null: only when
+    /// that fits more experts per chunk; stages that cannot release it hold it regardless).</param>
     public static MemoryPlan Create(IReadOnlyList<(string Stage, Shape Shape)> stages, long budgetBytes, int? maxExpertsPerChunk = null,
-        string option = "--max-memory", bool? hold16Bit = null)
+        string option = "--max-memory", bool? hold16Bit = null, bool? releaseLayer = null)
     {
         if (stages.Count == 0) throw new ArgumentException("no stage to plan", nameof(stages));
         if (budgetBytes <= 0) throw new MoeCompressException(ErrorKind.Usage, $"{option} {budgetBytes}: must be a positive number of bytes");
@@ -132,19 +147,23 @@ public sealed class MemoryPlan
         // over the layer); spilling the hidden states only when nothing fits in RAM.
         var holds = hold16Bit is { } forced ? new[] { forced }
             : stages.Any(s => s.Shape.LayerWeightBytes16BitExperts < s.Shape.LayerWeightBytes) ? new[] { false, true } : new[] { false };
+        var releasable = stages.Any(s => s.Shape.CanReleaseLayer && s.Shape.HessianKinds.Count > 0);
+        var releases = releaseLayer is { } r ? new[] { r && releasable } : releasable ? new[] { false, true } : new[] { false };
+        // Tried in order of cost; a later option wins only with more experts per chunk.
+        var options = releases.SelectMany(release => holds.Select(hold => (hold, release))).ToList();
         foreach (var spill in new[] { false, true })
         {
             MemoryPlan? best = null;
-            foreach (var hold in holds)
+            foreach (var (hold, release) in options)
             {
                 var chunk = experts;
                 while (chunk >= 1)
                 {
-                    var planned = stages.Select(s => Stage(s.Stage, s.Shape, chunk, spill, hold)).ToList();
+                    var planned = stages.Select(s => Stage(s.Stage, s.Shape, chunk, spill, hold, release)).ToList();
                     if (planned.All(p => p.Peak <= budgetBytes))
                     {
                         if (best is null || chunk > best.ExpertsPerChunk)
-                            best = new MemoryPlan(budgetBytes, Math.Max(1, chunk), spill, hold, hiddenStates, planned);
+                            best = new MemoryPlan(budgetBytes, Math.Max(1, chunk), spill, hold, release, hiddenStates, planned);
                         break;
                     }
                     if (stages.All(s => s.Shape.HessianKinds.Count == 0)) break; // the chunk changes nothing without Hessians
@@ -153,24 +172,30 @@ public sealed class MemoryPlan
             }
             if (best is not null) return best;
         }
-        var minimal = stages.Select(s => Stage(s.Stage, s.Shape, 1, spill: true, hold16Bit: holds[^1])).MaxBy(p => p.Peak)!;
+        var minimal = stages.Select(s => Stage(s.Stage, s.Shape, 1, spill: true, hold16Bit: holds[^1], release: releases[^1])).MaxBy(p => p.Peak)!;
         var biggest = minimal.Items.MaxBy(i => i.Bytes)!;
         throw new MoeCompressException(ErrorKind.Infeasible,
             $"{option} {Format(budgetBytes)}: cannot be met; the '{minimal.Name}' stage needs at least {Format(minimal.Peak)} " +
             $"with one expert at a time and the hidden states spilled to disk (biggest item: {biggest.Name}: {Format(biggest.Bytes)})");
     }
 
-    private static MemoryStage Stage(string name, Shape s, int chunk, bool spill, bool hold16Bit)
+    private static MemoryStage Stage(string name, Shape s, int chunk, bool spill, bool hold16Bit, bool release)
     {
         var moe = s.MoE;
         long h = moe.HiddenSize, inter = moe.ExpertIntermediateSize, k = moe.TopK, e = moe.NumExperts;
+        var solves = s.HessianKinds.Count > 0;
+        var released = release && solves && s.CanReleaseLayer;
+        var layerPhase = released ? ForwardPhase : null;
         var items = new List<MemoryItem>
         {
             new("process baseline (runtime, libtorch, solver)", ProcessBaselineBytes),
             hold16Bit && s.LayerWeightBytes16BitExperts is { } held
-                ? new("one decoder layer's weights (routed experts in their 16-bit type, the rest float32)", held)
-                : new("one decoder layer's weights in float32", s.LayerWeightBytes),
+                ? new("one decoder layer's weights (routed experts in their 16-bit type, the rest float32)", held, Phase: layerPhase)
+                : new("one decoder layer's weights in float32", s.LayerWeightBytes, Phase: layerPhase),
         };
+        if (released && s.SolvesNeedChunkExperts)
+            items.Add(new MemoryItem("the chunk's experts' weights, kept while the layer is released", 3 * h * inter * (hold16Bit ? 2 : sizeof(float)), chunk,
+                Phase: SolvePhase));
         var hiddenStates = s.Tokens * h * sizeof(float);
         items.Add(spill
             ? new MemoryItem("calibration hidden states: one micro-batch read from the spill file", Math.Min(hiddenStates, (long)s.MicroBatchTokens * h * sizeof(float)))
@@ -181,7 +206,6 @@ public sealed class MemoryPlan
         var activations = mb * (10 * h + 3 * k * inter + 2 * e + 3 * Math.Max(moe.DenseIntermediateSize, moe.SharedExpertIntermediateSize * Math.Max(1, moe.NumSharedExperts)))
                           * sizeof(float);
         // GPTQ solves a chunk's projections after the forward pass that collected their Hessians, never during it.
-        var solves = s.HessianKinds.Count > 0;
         items.Add(new MemoryItem("one micro-batch's activations", activations, Phase: solves ? ForwardPhase : null));
         if (s.KeepsBlockInputs)
             items.Add(new MemoryItem("the layer's MoE block inputs and routing (sensitivity)", s.Tokens * (h + 2 * k) * sizeof(float)));
@@ -225,7 +249,8 @@ public sealed class MemoryPlan
     public string ToMarkdown()
     {
         var sb = new StringBuilder();
-        var held = HoldExpertsAt16Bit ? ", routed experts held in their 16-bit type" : "";
+        var held = (HoldExpertsAt16Bit ? ", routed experts held in their 16-bit type" : "")
+                   + (ReleasesLayerForSolves ? ", the layer released during the solves (reloaded per chunk)" : "");
         sb.AppendLine(CultureInfo.InvariantCulture, $"Memory plan: budget {Format(BudgetBytes)}, predicted peak {Format(PeakBytes)}, " +
                                                     $"{ExpertsPerChunk} expert(s) per chunk, hidden states {Format(HiddenStateBytes)} {(SpillHiddenStates ? "spilled to a temporary file" : "in RAM")}{held}");
         sb.AppendLine();
@@ -246,6 +271,7 @@ public sealed class MemoryPlan
         ["hidden_state_bytes"] = HiddenStateBytes,
         ["spill_hidden_states"] = SpillHiddenStates,
         ["hold_experts_16bit"] = HoldExpertsAt16Bit,
+        ["releases_layer_for_solves"] = ReleasesLayerForSolves,
         ["stages"] = new JsonArray(Stages.Select(s => (JsonNode?)new JsonObject
         {
             ["stage"] = s.Name,

@@ -64,25 +64,50 @@ public static class ExpertSensitivity
                 continue;
             }
             progress?.Report($"sensitivity: layer {l}");
-            using var layer = session.LoadNextLayer();
-            var experts = layer.MoE!.Experts.Count;
-            var chunks = Enumerable.Range(0, experts).Chunk(kinds.Count == 0 ? experts : Math.Max(1, memory?.ExpertsPerChunk ?? experts)).ToList();
-            for (var c = 0; c < chunks.Count; c++)
+            // Held: the layer stays loaded while its experts are measured. Released (memory plan): it is loaded for each
+            // chunk's forward pass and only the chunk's experts are kept for the measurements.
+            var held = memory?.ReleasesLayerForSolves == true && kinds.Count > 0 ? null : session.LoadNextLayer();
+            try
             {
-                using var hessians = kinds.Count == 0 ? null : new LayerHessianCollector(l, chunks[c], kinds);
-                var watch = new LayerObserverFan(c == 0 ? observer : null, c == 0 ? usage : null, hessians);
-                // The original layer's outputs feed the next layer (widths are not known yet): the last chunk advances.
-                if (c == chunks.Count - 1) session.Advance(layer, watch, cancellationToken);
-                else session.Observe(layer, watch, cancellationToken);
-                var built = hessians?.Build();
-                try
+                var experts = checkpoint.MoE.NumExperts;
+                var chunks = Enumerable.Range(0, experts).Chunk(kinds.Count == 0 ? experts : Math.Max(1, memory?.ExpertsPerChunk ?? experts)).ToList();
+                for (var c = 0; c < chunks.Count; c++)
                 {
-                    observer.Measure(l, layer.MoE, chunks[c], built);
+                    using var hessians = kinds.Count == 0 ? null : new LayerHessianCollector(l, chunks[c], kinds);
+                    var watch = new LayerObserverFan(c == 0 ? observer : null, c == 0 ? usage : null, hessians);
+                    var kept = new Dictionary<int, GatedMlp>();
+                    var layer = held ?? session.LoadNextLayer();
+                    try
+                    {
+                        // The original layer's outputs feed the next layer (widths are not known yet): the last chunk advances.
+                        if (c == chunks.Count - 1) session.Advance(layer, watch, cancellationToken);
+                        else session.Observe(layer, watch, cancellationToken);
+                        if (held is null)
+                            foreach (var e in chunks[c]) kept[e] = layer.MoE!.Experts[e].Clone();
+                    }
+                    finally
+                    {
+                        if (held is null)
+                        {
+                            layer.Dispose();
+                            NativeHeap.Trim();
+                        }
+                    }
+                    var built = hessians?.Build();
+                    try
+                    {
+                        observer.Measure(l, experts, e => held is not null ? held.MoE!.Experts[e] : kept[e], chunks[c], built);
+                    }
+                    finally
+                    {
+                        if (built is not null) foreach (var h in built.Values) h.Dispose();
+                        foreach (var m in kept.Values) m.Dispose();
+                    }
                 }
-                finally
-                {
-                    if (built is not null) foreach (var h in built.Values) h.Dispose();
-                }
+            }
+            finally
+            {
+                held?.Dispose();
             }
             observer.Clear();
         }

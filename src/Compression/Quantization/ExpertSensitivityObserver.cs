@@ -60,10 +60,9 @@ internal sealed class ExpertSensitivityObserver : ILayerObserver, IDisposable
     /// ε of the experts in <paramref name="experts"/> of the layer whose inputs are held, at every candidate width;
     /// <paramref name="hessians"/> are that layer's (GPTQ; null entries or RTN fall back as the recipe says).
     /// </summary>
-    public void Measure(int layer, MoEBlock block, IReadOnlyList<int> experts, IReadOnlyDictionary<int, ExpertHessians>? hessians)
+    public void Measure(int layer, int count, Func<int, GatedMlp> expertOf, IReadOnlyList<int> experts, IReadOnlyDictionary<int, ExpertHessians>? hessians)
     {
         if (_batches.Count == 0) return;
-        var count = block.Experts.Count;
         if (!_errors.TryGetValue(layer, out var errors)) _errors[layer] = errors = new double[count, _candidates.Length];
         if (!_tokens.TryGetValue(layer, out var tokens)) _tokens[layer] = tokens = new long[count];
         _progress?.Report($"sensitivity: layer {layer}, experts {experts[0]}..{experts[^1]} of {count} x {_candidates.Length} widths");
@@ -82,7 +81,7 @@ internal sealed class ExpertSensitivityObserver : ILayerObserver, IDisposable
                 else h = hessians?.GetValueOrDefault(e);
             }
             if (tokens[e] == 0) continue; // never routed: quantizing it cannot change the block output on these tokens
-            var expert = block.Experts[e];
+            var expert = expertOf(e);
             var y = expert.Forward(x);
             for (var b = 0; b < _candidates.Length; b++)
             {

@@ -10,9 +10,9 @@ namespace MoECompress.Compression.Quantization;
 /// <summary>
 /// Quantizes and writes the routed experts of one MoE layer, a chunk of experts at a time (<see cref="WriteExperts"/>):
 /// per-expert tensors become packed modules as soon as they are quantized; fused tensors holding several experts are
-/// rewritten in place (Ŵ, original dtype) and written by <see cref="Finish"/>. When an engine layer is given, each
-/// quantized expert's weights replace the originals in it, so that layer's outputs can feed the next layer (compressed
-/// propagation).
+/// rewritten in place (Ŵ, original dtype) and written by <see cref="Finish"/>. When a sink is given, it receives each
+/// quantized projection's dequantized weight (compressed propagation: it goes into the engine's copy of the layer, at
+/// once or through an <see cref="ExpertWeightSpill"/>), so that the layer's outputs can feed the next layer.
 /// </summary>
 internal sealed class LayerQuantizationWriter
 {
@@ -22,14 +22,15 @@ internal sealed class LayerQuantizationWriter
     private readonly QuantizeRecipe _recipe;
     private readonly IReadOnlyDictionary<int, int[]> _widths;
     private readonly CheckpointWriter _writer;
-    private readonly DecoderLayer? _engineLayer;
+    private readonly Action<int, ExpertProjection, Tensor>? _sink;
     private readonly int _layer;
     private readonly Dictionary<int, List<QuantizePlan.Entry>> _byExpert = [];
     private readonly List<QuantizePlan.Entry> _composites = [];
     private readonly Dictionary<string, Tensor> _compositeValues = [];
 
     public LayerQuantizationWriter(int layer, ModelCheckpoint checkpoint, QuantizePlan plan, QuantizeOptions options, QuantizeRecipe recipe,
-        IReadOnlyDictionary<int, int[]> widths, CheckpointWriter writer, IEnumerable<QuantizePlan.Entry> entries, DecoderLayer? engineLayer)
+        IReadOnlyDictionary<int, int[]> widths, CheckpointWriter writer, IEnumerable<QuantizePlan.Entry> entries,
+        Action<int, ExpertProjection, Tensor>? sink)
     {
         _layer = layer;
         _checkpoint = checkpoint;
@@ -38,7 +39,7 @@ internal sealed class LayerQuantizationWriter
         _recipe = recipe;
         _widths = widths;
         _writer = writer;
-        _engineLayer = engineLayer;
+        _sink = sink;
         foreach (var e in entries)
         {
             if (e.Kind == QuantizePlan.Kind.Composite) _composites.Add(e);
@@ -78,7 +79,7 @@ internal sealed class LayerQuantizationWriter
                     var w = src.ToTensor(entry.Name, ScalarType.Float32);
                     using var q = _recipe.Quantize(w, entry.Projection, bits, h);
                     QuantizedModuleWriter.Write(_writer, entry.Prefix, q, _options.Format, entry.Info.DType, _plan.ActOrderTensors);
-                    if (_engineLayer is not null) Replace(expert, entry.Projection, q.Dequantize());
+                    _sink?.Invoke(expert, entry.Projection, q.Dequantize());
                 }
                 if (h is not null) NativeHeap.Trim(); // a GPTQ solve's n x n matrices, freed: give them back at once
             }
@@ -90,7 +91,7 @@ internal sealed class LayerQuantizationWriter
                     using var q = _recipe.Quantize(w, projection, bits, h);
                     var deq = q.Dequantize();
                     SetSlice(entry, r, deq);
-                    if (_engineLayer is not null) Replace(expert, projection, deq);
+                    _sink?.Invoke(expert, projection, deq);
                 }
         }
     }
@@ -129,20 +130,5 @@ internal sealed class LayerQuantizationWriter
             ? ScalarOps.Range(r.RowStart, r.RowStart + 2 * rows, 2)
             : ScalarOps.Range(r.RowStart, r.RowStart + rows, 1);
         m.index_copy_(0, index, deq);
-    }
-
-    /// <summary>Puts the dequantized weights of one projection into the engine's copy of the layer.</summary>
-    private void Replace(int expert, ExpertProjection projection, Tensor dequantized)
-    {
-        var mlp = _engineLayer!.MoE!.Experts[expert];
-        var target = projection switch
-        {
-            ExpertProjection.Gate => mlp.Gate,
-            ExpertProjection.Up => mlp.Up,
-            ExpertProjection.Down => mlp.Down,
-            _ => throw new ArgumentOutOfRangeException(nameof(projection), projection, null),
-        };
-        using var noGrad = no_grad();
-        target.copy_(dequantized);
     }
 }

@@ -80,6 +80,10 @@ public sealed record QuantizeOptions
     /// the budget). The forward pass is the same either way; with compressed propagation the quantized weights the next
     /// layers see are rounded to that type.</summary>
     public bool? HoldExpertsAt16Bit { get; init; }
+    /// <summary>Release each layer's weights while its experts are solved, loading it again for every chunk's forward
+    /// pass (true), hold it throughout (false), or let the memory planner choose (null: release only when that fits more
+    /// experts per chunk into the budget). The output is the same either way.</summary>
+    public bool? ReleaseLayerForSolves { get; init; }
     /// <summary>Continue the partial output an interrupted run left beside <see cref="Output"/> (same options and input):
     /// the write pass restarts at the first layer that was not finished and the result is byte-identical to an
     /// uninterrupted run. Without it, a partial folder is an error naming it.</summary>

@@ -292,36 +292,67 @@ public static class Quantizer
                 continue;
             }
             var clock = Stopwatch.StartNew();
-            using var layer = session.LoadNextLayer();
-            var layerWriter = new LayerQuantizationWriter(l, checkpoint, plan, options, recipe, widths, writer, expertEntries[l], compressed ? layer : null);
+            // Held: the layer stays loaded while its experts are solved, and takes their quantized weights at once.
+            // Released: it is loaded for each chunk's forward pass only; the quantized weights wait in a spill file.
             var chunks = Enumerable.Range(0, plan.NumExperts).Chunk(memory.ExpertsPerChunk).ToList();
-            for (var c = 0; c < chunks.Count; c++)
+            var held = memory.ReleasesLayerForSolves ? null : session.LoadNextLayer();
+            using var spill = held is null && compressed ? new ExpertWeightSpill(streaming.SpillDirectory) : null;
+            try
             {
-                ct.ThrowIfCancellationRequested();
-                using var collector = new LayerHessianCollector(l, chunks[c], recipe.HessianKinds);
-                // With original propagation the last chunk's pass also moves the (unchanged) layer's outputs on.
-                var advanced = !compressed && c == chunks.Count - 1;
-                if (advanced) session.Advance(layer, collector, ct);
-                else session.Observe(layer, collector, ct);
-                var hessians = collector.Build();
-                try
+                Action<int, ExpertProjection, Tensor>? sink = !compressed ? null
+                    : held is not null ? (e, p, w) => ExpertWeightSpill.Replace(held.MoE!, e, p, w)
+                    : spill!.Write;
+                var layerWriter = new LayerQuantizationWriter(l, checkpoint, plan, options, recipe, widths, writer, expertEntries[l], sink);
+                for (var c = 0; c < chunks.Count; c++)
                 {
-                    layerWriter.WriteExperts(chunks[c], hessians, cold, fallbacks, ct);
+                    ct.ThrowIfCancellationRequested();
+                    using var collector = new LayerHessianCollector(l, chunks[c], recipe.HessianKinds);
+                    // With original propagation the last chunk's pass also moves the (unchanged) layer's outputs on.
+                    var advanced = !compressed && c == chunks.Count - 1;
+                    var layer = held ?? session.LoadNextLayer();
+                    try
+                    {
+                        if (advanced) session.Advance(layer, collector, ct);
+                        else session.Observe(layer, collector, ct);
+                    }
+                    finally
+                    {
+                        if (held is null)
+                        {
+                            layer.Dispose();
+                            NativeHeap.Trim();
+                        }
+                    }
+                    var hessians = collector.Build();
+                    try
+                    {
+                        layerWriter.WriteExperts(chunks[c], hessians, cold, fallbacks, ct);
+                    }
+                    finally
+                    {
+                        foreach (var h in hessians.Values) h.Dispose();
+                        NativeHeap.Trim();
+                    }
+                    if (chunks.Count > 1)
+                        progress?.Report(string.Create(CultureInfo.InvariantCulture,
+                            $"{pass}layer {l}: chunk {c + 1} of {chunks.Count} ({chunks[c].Length} experts) quantized; {ResidentMemory.Describe()}"));
                 }
-                finally
+                layerWriter.Finish();
+                if (compressed && held is not null) session.Advance(held, null, ct);
+                else if (compressed)
                 {
-                    foreach (var h in hessians.Values) h.Dispose();
-                    NativeHeap.Trim();
+                    using var layer = session.LoadNextLayer();
+                    spill!.RestoreInto(layer.MoE!);
+                    session.Advance(layer, null, ct);
                 }
-                if (chunks.Count > 1)
-                    progress?.Report(string.Create(CultureInfo.InvariantCulture,
-                        $"{pass}layer {l}: chunk {c + 1} of {chunks.Count} ({chunks[c].Length} experts) quantized; {ResidentMemory.Describe()}"));
             }
-            layerWriter.Finish();
-            if (compressed) session.Advance(layer, null, ct);
+            finally
+            {
+                held?.Dispose();
+            }
             journal.Save(session);
             progress?.Report(string.Create(CultureInfo.InvariantCulture,
-                $"{pass}layer {l}: {plan.NumExperts} experts quantized in {chunks.Count} chunk(s), {clock.Elapsed.TotalSeconds:0.0} s; {ResidentMemory.Describe()}"));
+                $"{pass}layer {l}: {plan.NumExperts} experts quantized in {chunks.Count} chunk(s){(held is null ? " (layer reloaded per chunk)" : "")}, {clock.Elapsed.TotalSeconds:0.0} s; {ResidentMemory.Describe()}"));
         }
     }
 
@@ -341,10 +372,10 @@ public static class Quantizer
                 .Select(e => e.Info.Shape.Aggregate(1L, (a, d) => a * d) * sizeof(float)).DefaultIfEmpty(0).Max(),
         };
         var stages = new List<(string, MemoryPlan.Shape)>();
-        if (options.Allocates) stages.Add(("sensitivity (pass 1)", shape with { KeepsBlockInputs = true }));
-        stages.Add((recipe.Method == QuantizeMethod.Gptq ? "GPTQ write (sequential)" : "RTN write", recipe.Method == QuantizeMethod.Gptq ? shape
+        if (options.Allocates) stages.Add(("sensitivity (pass 1)", shape with { KeepsBlockInputs = true, CanReleaseLayer = true, SolvesNeedChunkExperts = true }));
+        stages.Add((recipe.Method == QuantizeMethod.Gptq ? "GPTQ write (sequential)" : "RTN write", recipe.Method == QuantizeMethod.Gptq ? shape with { CanReleaseLayer = true }
             : shape with { Tokens = 0, HessianKinds = [], LayerWeightBytes = 0 }));
         return MemoryPlan.Create(stages, options.MaxMemoryBytes ?? MemoryPlan.DefaultBudgetBytes(), options.MaxExpertsPerChunk,
-            hold16Bit: options.HoldExpertsAt16Bit);
+            hold16Bit: options.HoldExpertsAt16Bit, releaseLayer: options.ReleaseLayerForSolves);
     }
 }

@@ -89,6 +89,61 @@ public sealed class SequentialQuantizationTests
         Assert.Contains("one decoder layer's weights in float32", ex.Message); // the biggest single item at this budget
     }
 
+    [Theory]
+    [InlineData(Propagation.Compressed, false)]
+    [InlineData(Propagation.Original, false)]
+    [InlineData(Propagation.Compressed, true)]
+    public void Releasing_the_layer_during_the_solves_gives_the_same_bytes_as_holding_it(Propagation propagate, bool mixed)
+    {
+        QuantizeOptions Run(string name, bool release)
+        {
+            var o = Options(name) with { MaxExpertsPerChunk = 3, Propagate = propagate, ReleaseLayerForSolves = release };
+            return mixed ? o with { Uniform = false, Bits = 3, Candidates = [2, 4] } : o;
+        }
+        var held = Quantizer.Run(Run("seq-held", false));
+        var released = Quantizer.Run(Run("seq-released", true));
+        Assert.False(held.Memory!.ReleasesLayerForSolves);
+        Assert.True(released.Memory!.ReleasesLayerForSolves);
+        Assert.True(released.Memory.PeakBytes <= held.Memory.PeakBytes, $"{released.Memory.PeakBytes} vs {held.Memory.PeakBytes}");
+        var a = Tensors(held.Output!);
+        var b = Tensors(released.Output!);
+        Assert.Equal(a.Keys.Order(), b.Keys.Order());
+        foreach (var (name, bytes) in a) Assert.True(bytes.AsSpan().SequenceEqual(b[name]), $"tensor {name} differs when the layer is released");
+        // No spill file is left behind.
+        Assert.Empty(Directory.GetFiles(Path.GetTempPath(), $"moe-compress-experts-{Environment.ProcessId}-*"));
+    }
+
+    [Fact]
+    public void At_Mixtral_widths_releasing_the_layer_meets_one_layers_expert_weights_plus_1_GB()
+    {
+        // The bound of the sequential pipeline: one layer's routed experts in float32 + calibration activations + 1 GB
+        // (Mixtral: 8 x 3 x 4096 x 14336 x 4 B = 5.64 GB, 1,024 tokens x 4096 x 4 B = 16.8 MB).
+        var config = ReferenceConfigs.Load(ReferenceConfigs.Names.Single(n => n.StartsWith("Mixtral", StringComparison.Ordinal)));
+        var (_, moe) = FamilyRegistry.Read(config, "config.json");
+        long experts32 = 8L * 3 * 4096 * 14336 * 4, rest = 4L * 4096 * 4096 * 4 / 4 * 3;
+        var shape = new MemoryPlan.Shape
+        {
+            MoE = moe, LayerWeightBytes = experts32 + rest, LayerWeightBytes16BitExperts = experts32 / 2 + rest,
+            Tokens = 8 * 128, MicroBatchTokens = 2048, CanReleaseLayer = true,
+            HessianKinds = [Compression.Calibration.HessianKind.Input, Compression.Calibration.HessianKind.Down],
+        };
+        var bound = experts32 + 8L * 128 * 4096 * 4 + 1_000_000_000;
+        var plan = MemoryPlan.Create([("gptq", shape)], bound);
+        Assert.True(plan.ReleasesLayerForSolves);
+        Assert.True(plan.HoldExpertsAt16Bit);
+        Assert.True(plan.PeakBytes <= bound);
+        var layer = Assert.Single(plan.Stages[0].Items, i => i.Name.StartsWith("one decoder layer's weights", StringComparison.Ordinal));
+        Assert.Equal(MemoryPlan.ForwardPhase, layer.Phase);
+        // Holding the layer throughout cannot meet it; with room to spare the layer is held (no reloads).
+        Assert.Throws<MoeCompressException>(() => MemoryPlan.Create([("gptq", shape)], bound, releaseLayer: false));
+        Assert.False(MemoryPlan.Create([("gptq", shape)], 64L << 30).ReleasesLayerForSolves);
+        // A stage that cannot release its layer never plans as if it did.
+        Assert.Throws<MoeCompressException>(() => MemoryPlan.Create([("gptq", shape with { CanReleaseLayer = false })], bound));
+        // MC-MoE sensitivity keeps the chunk's experts for its measurements while the layer is released.
+        var sensitivity = MemoryPlan.Create([("sensitivity", shape with { KeepsBlockInputs = true, SolvesNeedChunkExperts = true })], bound);
+        Assert.Contains(sensitivity.Stages[0].Items, i => i.Name.StartsWith("the chunk's experts' weights", StringComparison.Ordinal) && i.Phase == MemoryPlan.SolvePhase);
+    }
+
     [Fact]
     public void The_planner_never_adds_the_forward_activations_to_the_GPTQ_working_set()
     {
