@@ -40,7 +40,7 @@ static int Usage()
     Console.Error.WriteLine("       moe-compress-bench quantize [--layers 58] [--experts 256] [--widths 5] [--hidden 2048] [--intermediate 1408] [--bits 4] [--gptq-memory]");
     Console.Error.WriteLine("       moe-compress-bench gguf [--out DIR] [--samples 32] [--seq-len 256] [--eval-tokens 2048]");
     Console.Error.WriteLine("       moe-compress-bench quality [--out DIR] [--section prune|merge|task|quantize|propagation|substitute]... [--samples 32] [--seq-len 256] [--eval-tokens 2048]");
-    Console.Error.WriteLine("       moe-compress-bench scale [--fixture mixtral|qwen3-30b-a3b|deepseek-v2-lite]... [--layers 1] [--step calibrate|quantize|prune|merge]... [--method gptq|rtn] [--bits 3] [--mixed] [--one-size] [--max-memory-gb 16] [--samples 8] [--seq-len 128] [--dir DIR]");
+    Console.Error.WriteLine("       moe-compress-bench scale [--fixture mixtral|qwen3-30b-a3b|deepseek-v2-lite]... [--layers 1] [--step calibrate|quantize|prune|merge]... [--method gptq|rtn] [--bits 3] [--mixed] [--one-size] [--max-memory-gb 16 (in GiB)] [--samples 8] [--seq-len 128] [--dir DIR]");
     Console.Error.WriteLine("       moe-compress-bench fuzz [--inputs 1000000] [--seed 1] [--threads N] [--hang-seconds 10] [--out DIR]");
     Console.Error.WriteLine("       moe-compress-bench substitute [--model M] [--device auto|cpu|cuda] [--aux 1] [--steps 60] [--batch-tokens 1024] [--lr 0.03] [--samples 32] [--seq-len 256]");
     return 2;

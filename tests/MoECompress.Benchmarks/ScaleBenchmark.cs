@@ -63,7 +63,7 @@ internal static class ScaleBenchmark
         {
             var data = Path.Combine(root, "ids.jsonl");
             CalibrationBenchmarkFiles.WriteTokenData(data, samples * seqLen * 2, vocab: 256);
-            Console.WriteLine($"calibration: {samples} x {seqLen} tokens; quantize: {method}, {(mixed ? $"mixed {bits} bits" : $"uniform {bits} bits")}; --max-memory {maxMemory} GB");
+            Console.WriteLine($"calibration: {samples} x {seqLen} tokens; quantize: {method}, {(mixed ? $"mixed {bits} bits" : $"uniform {bits} bits")}; --max-memory {maxMemory} GiB");
             Console.WriteLine();
             Console.WriteLine("| fixture | layers | checkpoint | step | seconds | s / layer | tokens/s | peak RSS |");
             Console.WriteLine("|---|---:|---:|---|---:|---:|---:|---:|");
