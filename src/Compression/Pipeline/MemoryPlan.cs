@@ -119,6 +119,10 @@ public sealed class MemoryPlan
         /// <summary>With the layer released, the solves still need the chunk's experts' weights (MC-MoE sensitivity runs
         /// the original and the quantized expert on its tokens).</summary>
         public bool SolvesNeedChunkExperts { get; init; }
+        /// <summary>The solves build a quantized replacement of each expert (MC-MoE sensitivity): down_proj is solved
+        /// first, so when the hidden size is the wider side the last solve (up_proj, the widest) runs beside the
+        /// replacement's dequantized down_proj and gate_proj (float32).</summary>
+        public bool SolvesBuildReplacements { get; init; }
     }
 
     /// <summary>
@@ -216,6 +220,9 @@ public sealed class MemoryPlan
             var what = ExpertHessians.IsInput(kind) ? "gate/up_proj" : "down_proj";
             items.Add(new MemoryItem($"{what} Hessian of one expert ({kind}, {n}x{n} float32)", n * n * sizeof(float), chunk));
         }
+        if (s.HessianKinds.Count > 0 && s.SolvesBuildReplacements && h > inter)
+            items.Add(new MemoryItem("the quantized replacement's finished down/gate_proj (float32), held while up_proj is solved",
+                2 * h * inter * sizeof(float), Phase: SolvePhase));
         if (s.HessianKinds.Count > 0)
         {
             items.Add(new MemoryItem($"GPTQ working set of one projection ({Math.Max(h, inter)} columns)", GptqWorkingSetBytes(h, inter),

@@ -103,6 +103,11 @@ public static class ExpertSensitivity
                         if (built is not null) foreach (var h in built.Values) h.Dispose();
                         foreach (var m in kept.Values) m.Dispose();
                     }
+                    if (kinds.Count > 0)
+                    {
+                        NativeHeap.Trim(); // the chunk's Hessians and expert copies, freed
+                        progress?.Report($"sensitivity: layer {l}: chunk {c + 1} of {chunks.Count} measured; {ResidentMemory.Describe()}");
+                    }
                 }
             }
             finally

@@ -115,24 +115,38 @@ internal sealed class ExpertSensitivityObserver : ILayerObserver, IDisposable
     }
 
     /// <summary>A copy of <paramref name="expert"/> with its three projections quantized to <paramref name="bits"/> and
-    /// dequantized (float32); biases copied.</summary>
+    /// dequantized (float32); biases copied. down_proj is solved first and each projection's float32 copy is released as
+    /// soon as it is quantized: when the intermediate width is the larger one, the widest GPTQ solve (down_proj) runs with
+    /// nothing of the replacement held; otherwise the last one (up_proj) runs beside the other two dequantized projections
+    /// (<see cref="Pipeline.MemoryPlan"/> counts them).</summary>
     private GatedMlp Quantized(GatedMlp expert, int bits, ExpertHessians? hessians)
     {
-        using var scope = NewDisposeScope();
         Tensor Dequantized(Tensor w, ExpertProjection p)
         {
-            using var q = _options.Recipe.Quantize(w.to(ScalarType.Float32), p, bits, hessians);
-            return q.Dequantize();
+            Tensor result;
+            using (NewDisposeScope())
+            using (var q = _options.Recipe.Quantize(w.to(ScalarType.Float32), p, bits, hessians))
+                result = q.Dequantize().DetachFromDisposeScope();
+            if (hessians is not null) NativeHeap.Trim(); // a GPTQ solve's n x n matrices and the float32 copy, freed: give them back at once
+            return result;
         }
-        var mlp = new GatedMlp(
-            Dequantized(expert.Gate, ExpertProjection.Gate).DetachFromDisposeScope(),
-            Dequantized(expert.Up, ExpertProjection.Up).DetachFromDisposeScope(),
-            Dequantized(expert.Down, ExpertProjection.Down).DetachFromDisposeScope(),
-            expert.Activation,
-            expert.GateBias?.clone().DetachFromDisposeScope(),
-            expert.UpBias?.clone().DetachFromDisposeScope(),
-            expert.DownBias?.clone().DetachFromDisposeScope());
-        return mlp;
+        Tensor? down = null, gate = null;
+        try
+        {
+            down = Dequantized(expert.Down, ExpertProjection.Down);
+            gate = Dequantized(expert.Gate, ExpertProjection.Gate);
+            var up = Dequantized(expert.Up, ExpertProjection.Up);
+            return new GatedMlp(gate, up, down, expert.Activation,
+                expert.GateBias?.clone().DetachFromDisposeScope(),
+                expert.UpBias?.clone().DetachFromDisposeScope(),
+                expert.DownBias?.clone().DetachFromDisposeScope());
+        }
+        catch
+        {
+            down?.Dispose();
+            gate?.Dispose();
+            throw;
+        }
     }
 
     /// <summary>Drops the held block inputs.</summary>

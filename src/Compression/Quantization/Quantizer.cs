@@ -372,7 +372,7 @@ public static class Quantizer
                 .Select(e => e.Info.Shape.Aggregate(1L, (a, d) => a * d) * sizeof(float)).DefaultIfEmpty(0).Max(),
         };
         var stages = new List<(string, MemoryPlan.Shape)>();
-        if (options.Allocates) stages.Add(("sensitivity (pass 1)", shape with { KeepsBlockInputs = true, CanReleaseLayer = true, SolvesNeedChunkExperts = true }));
+        if (options.Allocates) stages.Add(("sensitivity (pass 1)", shape with { KeepsBlockInputs = true, CanReleaseLayer = true, SolvesNeedChunkExperts = true, SolvesBuildReplacements = true }));
         stages.Add((recipe.Method == QuantizeMethod.Gptq ? "GPTQ write (sequential)" : "RTN write", recipe.Method == QuantizeMethod.Gptq ? shape with { CanReleaseLayer = true }
             : shape with { Tokens = 0, HessianKinds = [], LayerWeightBytes = 0 }));
         return MemoryPlan.Create(stages, options.MaxMemoryBytes ?? MemoryPlan.DefaultBudgetBytes(), options.MaxExpertsPerChunk,

@@ -145,6 +145,32 @@ public sealed class SequentialQuantizationTests
     }
 
     [Fact]
+    public void The_sensitivity_plan_counts_the_replacement_held_beside_the_widest_solve_only_when_the_hidden_side_is_wider()
+    {
+        // MC-MoE sensitivity quantizes down_proj first: at Mixtral widths (I 14336 > H 4096) the widest solve runs with
+        // nothing of the replacement held; at Qwen3-30B-A3B widths (H 2048 > I 768) up_proj is solved last, beside the
+        // dequantized down_proj and gate_proj (2 x 2048 x 768 x 4 B).
+        foreach (var (name, held) in new[] { ("Mixtral", 0L), ("Qwen3-30B", 2L * 2048 * 768 * 4) })
+        {
+            var config = ReferenceConfigs.Load(ReferenceConfigs.Names.Single(n => n.StartsWith(name, StringComparison.Ordinal)));
+            var (_, moe) = FamilyRegistry.Read(config, "config.json");
+            var shape = new MemoryPlan.Shape
+            {
+                MoE = moe, LayerWeightBytes = 1L << 30, Tokens = 1024, MicroBatchTokens = 2048, KeepsBlockInputs = true,
+                SolvesBuildReplacements = true,
+                HessianKinds = [Compression.Calibration.HessianKind.Input, Compression.Calibration.HessianKind.Down],
+            };
+            var stage = MemoryPlan.Create([("sensitivity", shape)], 64L << 30).Stages[0];
+            var replacement = stage.Items.Where(i => i.Name.StartsWith("the quantized replacement", StringComparison.Ordinal)).ToList();
+            Assert.Equal(held, replacement.Sum(i => i.Total));
+            Assert.All(replacement, i => Assert.Equal(MemoryPlan.SolvePhase, i.Phase));
+            var without = MemoryPlan.Create([("gptq", shape with { SolvesBuildReplacements = false })], 64L << 30).Stages[0];
+            long Solves(MemoryStage st) => st.Items.Where(i => i.Phase == MemoryPlan.SolvePhase).Sum(i => i.Total);
+            Assert.Equal(held, Solves(stage) - Solves(without));
+        }
+    }
+
+    [Fact]
     public void The_planner_never_adds_the_forward_activations_to_the_GPTQ_working_set()
     {
         // Mixtral widths, as `benchmark scale --fixture mixtral` measured them: GPTQ solves a chunk after the forward pass.
