@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using MoECompress.Compression.Calibration;
+using MoECompress.Compression.Model;
 using MoECompress.Compression.Surgery;
 using MoECompress.Formats.Families;
 using TorchSharp;
@@ -125,46 +126,53 @@ public sealed class MergedExpertWeights : IMergedExpertWeights, IDisposable
             {
                 var c = clusters[k];
                 if (!c.IsMerged) continue;
-                using var scope = NewDisposeScope();
-                // Every member's three projections; with alignment each member's neurons reordered to match the representative's.
-                var members = c.Members.ToDictionary(e => e,
-                    e => Projections.Select(p => _checkpoint.LoadExpert(layer, e, p)).ToArray());
-                var permutations = new Dictionary<int, int[]>();
-                if (_settings.Align)
+                using (NewDisposeScope())
                 {
-                    var r = members[c.Representative];
-                    foreach (var e in c.Members.Where(e => e != c.Representative))
+                    // Every member's three projections in their stored 16-bit type when they have one (half the memory: at
+                    // Mixtral's widths a member is 352 MB instead of 704 MB; widening is exact, so the merge is unchanged); with
+                    // alignment each member's neurons reordered to match the representative's, the unaligned copy freed at once.
+                    var members = c.Members.ToDictionary(e => e,
+                        e => Projections.Select(p => ExpertWeights.Load(_checkpoint.Tensors, _checkpoint.Family, _checkpoint.MoE, layer, e, p, keep16Bit: true)).ToArray());
+                    var permutations = new Dictionary<int, int[]>();
+                    if (_settings.Align)
                     {
-                        var m = members[e];
-                        var pi = NeuronAlignment.Permutation(r[0], r[1], r[2], m[0], m[1], m[2]);
-                        var (g, u, d) = NeuronAlignment.Apply(pi, m[0], m[1], m[2]);
-                        members[e] = [g, u, d];
-                        permutations[e] = pi;
+                        var r = members[c.Representative];
+                        foreach (var e in c.Members.Where(e => e != c.Representative))
+                        {
+                            var m = members[e];
+                            var pi = NeuronAlignment.Permutation(r[0], r[1], r[2], m[0], m[1], m[2]);
+                            var (g, u, d) = NeuronAlignment.Apply(pi, m[0], m[1], m[2]);
+                            foreach (var t in m) t.Dispose();
+                            members[e] = [g, u, d];
+                            permutations[e] = pi;
+                            NativeHeap.Trim(); // the n x n alignment score (1.6 GB at Mixtral's widths), freed
+                        }
                     }
+                    var stats = new Dictionary<ExpertProjection, ProjectionMergeStatistics>();
+                    for (var pj = 0; pj < Projections.Length; pj++)
+                    {
+                        var projection = Projections[pj];
+                        Tensor merged;
+                        if (_settings.Method == MergeMethod.Average)
+                        {
+                            merged = ExpertWeightMerge.WeightedAverage(c.Members.Select(e => members[e][pj]).ToList(), c.Weights);
+                            var full = (int)Math.Min(merged.shape[0], merged.shape[1] * c.Members.Count);
+                            stats[projection] = new ProjectionMergeStatistics(full, full, 1.0, false);
+                        }
+                        else
+                        {
+                            var weights = c.Members.Select(e => members[e][pj].to(ScalarType.Float32)).ToList();
+                            var hessian = hessians is null ? null : SummedHessian(hessians, c.Members, projection, permutations);
+                            var (w, s) = ExpertWeightMerge.Subspace(weights, c.Weights, _settings.Rank,
+                                _settings.Rank is null ? _settings.Energy : null, hessian, _settings.Damping);
+                            merged = w;
+                            stats[projection] = s;
+                        }
+                        result[(k, projection)] = merged.DetachFromDisposeScope();
+                    }
+                    _statistics[(layer, k)] = stats;
                 }
-                var stats = new Dictionary<ExpertProjection, ProjectionMergeStatistics>();
-                for (var pj = 0; pj < Projections.Length; pj++)
-                {
-                    var projection = Projections[pj];
-                    var weights = c.Members.Select(e => members[e][pj]).ToList();
-                    Tensor merged;
-                    if (_settings.Method == MergeMethod.Average)
-                    {
-                        merged = ExpertWeightMerge.WeightedAverage(weights, c.Weights);
-                        var full = (int)Math.Min(weights[0].shape[0], weights[0].shape[1] * weights.Count);
-                        stats[projection] = new ProjectionMergeStatistics(full, full, 1.0, false);
-                    }
-                    else
-                    {
-                        var hessian = hessians is null ? null : SummedHessian(hessians, c.Members, projection, permutations);
-                        var (w, s) = ExpertWeightMerge.Subspace(weights, c.Weights, _settings.Rank,
-                            _settings.Rank is null ? _settings.Energy : null, hessian, _settings.Damping);
-                        merged = w;
-                        stats[projection] = s;
-                    }
-                    result[(k, projection)] = merged.DetachFromDisposeScope();
-                }
-                _statistics[(layer, k)] = stats;
+                NativeHeap.Trim(); // the cluster's member copies, freed
             }
         }
         catch
