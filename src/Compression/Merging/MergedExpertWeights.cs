@@ -126,53 +126,8 @@ public sealed class MergedExpertWeights : IMergedExpertWeights, IDisposable
             {
                 var c = clusters[k];
                 if (!c.IsMerged) continue;
-                using (NewDisposeScope())
-                {
-                    // Every member's three projections in their stored 16-bit type when they have one (half the memory: at
-                    // Mixtral's widths a member is 352 MB instead of 704 MB; widening is exact, so the merge is unchanged); with
-                    // alignment each member's neurons reordered to match the representative's, the unaligned copy freed at once.
-                    var members = c.Members.ToDictionary(e => e,
-                        e => Projections.Select(p => ExpertWeights.Load(_checkpoint.Tensors, _checkpoint.Family, _checkpoint.MoE, layer, e, p, keep16Bit: true)).ToArray());
-                    var permutations = new Dictionary<int, int[]>();
-                    if (_settings.Align)
-                    {
-                        var r = members[c.Representative];
-                        foreach (var e in c.Members.Where(e => e != c.Representative))
-                        {
-                            var m = members[e];
-                            var pi = NeuronAlignment.Permutation(r[0], r[1], r[2], m[0], m[1], m[2]);
-                            var (g, u, d) = NeuronAlignment.Apply(pi, m[0], m[1], m[2]);
-                            foreach (var t in m) t.Dispose();
-                            members[e] = [g, u, d];
-                            permutations[e] = pi;
-                            NativeHeap.Trim(); // the n x n alignment score (1.6 GB at Mixtral's widths), freed
-                        }
-                    }
-                    var stats = new Dictionary<ExpertProjection, ProjectionMergeStatistics>();
-                    for (var pj = 0; pj < Projections.Length; pj++)
-                    {
-                        var projection = Projections[pj];
-                        Tensor merged;
-                        if (_settings.Method == MergeMethod.Average)
-                        {
-                            merged = ExpertWeightMerge.WeightedAverage(c.Members.Select(e => members[e][pj]).ToList(), c.Weights);
-                            var full = (int)Math.Min(merged.shape[0], merged.shape[1] * c.Members.Count);
-                            stats[projection] = new ProjectionMergeStatistics(full, full, 1.0, false);
-                        }
-                        else
-                        {
-                            var weights = c.Members.Select(e => members[e][pj].to(ScalarType.Float32)).ToList();
-                            var hessian = hessians is null ? null : SummedHessian(hessians, c.Members, projection, permutations);
-                            var (w, s) = ExpertWeightMerge.Subspace(weights, c.Weights, _settings.Rank,
-                                _settings.Rank is null ? _settings.Energy : null, hessian, _settings.Damping);
-                            merged = w;
-                            stats[projection] = s;
-                        }
-                        result[(k, projection)] = merged.DetachFromDisposeScope();
-                    }
-                    _statistics[(layer, k)] = stats;
-                }
-                NativeHeap.Trim(); // the cluster's member copies, freed
+                _statistics[(layer, k)] = MergeCluster(layer, k, c, hessians, result);
+                NativeHeap.Trim(); // the cluster's member copies and alignment scores, freed
             }
         }
         catch
@@ -186,6 +141,58 @@ public sealed class MergedExpertWeights : IMergedExpertWeights, IDisposable
                           $"({_settings.Method.ToString().ToLowerInvariant()}{(_settings.Align ? ", aligned" : "")}) in {clock.Elapsed.TotalSeconds:F1} s");
         if (_cacheDirectory is not null) WriteCache(layer, result);
         return result;
+    }
+
+    /// <summary>
+    /// Merges one cluster's gate, up and down into <paramref name="result"/> under (output expert <paramref name="k"/>,
+    /// projection) and returns what was kept per projection. The members are held in their stored 16-bit type when they
+    /// have one (half the memory: at Mixtral's widths a member is 352 MB instead of 704 MB; widening is exact, so the
+    /// merge is unchanged); with alignment each member's neurons are reordered to match the representative's and the
+    /// unaligned copy is freed at once.
+    /// </summary>
+    private Dictionary<ExpertProjection, ProjectionMergeStatistics> MergeCluster(int layer, int k, ExpertCluster c,
+        IReadOnlyDictionary<int, ExpertHessians>? hessians, Dictionary<(int, ExpertProjection), Tensor> result)
+    {
+        using var scope = NewDisposeScope();
+        var members = c.Members.ToDictionary(e => e,
+            e => Projections.Select(p => _checkpoint.LoadExpert(layer, e, p, keep16Bit: true)).ToArray());
+        var permutations = new Dictionary<int, int[]>();
+        if (_settings.Align)
+        {
+            var r = members[c.Representative];
+            foreach (var e in c.Members.Where(e => e != c.Representative))
+            {
+                var m = members[e];
+                var pi = NeuronAlignment.Permutation(r[0], r[1], r[2], m[0], m[1], m[2]);
+                var (g, u, d) = NeuronAlignment.Apply(pi, m[0], m[1], m[2]);
+                foreach (var t in m) t.Dispose();
+                members[e] = [g, u, d];
+                permutations[e] = pi;
+            }
+        }
+        var stats = new Dictionary<ExpertProjection, ProjectionMergeStatistics>();
+        for (var pj = 0; pj < Projections.Length; pj++)
+        {
+            var projection = Projections[pj];
+            Tensor merged;
+            if (_settings.Method == MergeMethod.Average)
+            {
+                merged = ExpertWeightMerge.WeightedAverage(c.Members.Select(e => members[e][pj]).ToList(), c.Weights);
+                var full = (int)Math.Min(merged.shape[0], merged.shape[1] * c.Members.Count);
+                stats[projection] = new ProjectionMergeStatistics(full, full, 1.0, false);
+            }
+            else
+            {
+                var weights = c.Members.Select(e => members[e][pj].to(ScalarType.Float32)).ToList();
+                var hessian = hessians is null ? null : SummedHessian(hessians, c.Members, projection, permutations);
+                var (w, s) = ExpertWeightMerge.Subspace(weights, c.Weights, _settings.Rank,
+                    _settings.Rank is null ? _settings.Energy : null, hessian, _settings.Damping);
+                merged = w;
+                stats[projection] = s;
+            }
+            result[(k, projection)] = merged.DetachFromDisposeScope();
+        }
+        return stats;
     }
 
     /// <summary>

@@ -123,9 +123,10 @@ public sealed class ModelCheckpoint : IDisposable
     /// <summary>The role of a tensor of this checkpoint.</summary>
     public TensorRoleInfo Classify(string name) => Family.Classify(name, MoE);
 
-    /// <summary>One routed expert's projection as float32 [out, in] (see <see cref="ExpertWeights"/>); the caller owns it.</summary>
-    public torch.Tensor LoadExpert(int layer, int expert, ExpertProjection projection) =>
-        ExpertWeights.Load(Tensors, Family, MoE, layer, expert, projection);
+    /// <summary>One routed expert's projection as float32 [out, in] (or its stored 16-bit type with
+    /// <paramref name="keep16Bit"/>, see <see cref="ExpertWeights"/>); the caller owns it.</summary>
+    public torch.Tensor LoadExpert(int layer, int expert, ExpertProjection projection, bool keep16Bit = false) =>
+        ExpertWeights.Load(Tensors, Family, MoE, layer, expert, projection, keep16Bit);
 
     public void Dispose() => _owned?.Dispose();
 
